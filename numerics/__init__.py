@@ -1,0 +1,1 @@
+"""Numba denoisers, samplers, simulators and observables (each kernel has a numpy twin)."""

@@ -1,0 +1,1 @@
+"""Datasets (placeholder; filled in by the data module)."""

@@ -1,0 +1,1 @@
+"""Trained-network probes, experiments, comparisons, reports, plots and the CLI."""
