@@ -17,7 +17,7 @@ def _modules():
         package = importlib.import_module(package_name)
         names.append(package_name)
         for info in pkgutil.iter_modules(package.__path__):
-            if not info.ispkg:
+            if not info.ispkg and info.name != "__main__":
                 names.append(f"{package_name}.{info.name}")
     return sorted(set(names))
 
