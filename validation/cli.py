@@ -120,6 +120,29 @@ def _run_report(args) -> dict:
     )
 
 
+# ---------------------------------------------------------------- bench
+def _add_bench(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes (seconds); checks the machinery, timings not meaningful")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch-CPU implementation")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the benchmark fields (default 0)")
+    parser.add_argument("--out", metavar="FILE", help="also write the JSON to FILE (atomically)")
+    _json_argument(parser)
+
+
+@command("bench", "time the patch denoiser (Numba, numpy twin, fast numpy, torch-CPU) and the GL step")(_add_bench)
+def _run_bench(args) -> dict:
+    from diffcrit.numerics.bench import run_benchmark
+
+    result = {"command": "bench", **run_benchmark(quick=args.quick, include_torch=not args.no_torch,
+                                                  rng=args.seed)}
+    if args.out:
+        from diffcrit.validation.runio import write_json_atomic
+
+        write_json_atomic(args.out, result)
+    return result
+
+
 # ---------------------------------------------------------------- text output
 def _print_text(result: dict) -> None:
     from diffcrit.validation.runio import to_jsonable
@@ -153,8 +176,16 @@ def _short(value) -> str:
     return str(value)
 
 
+#: Modules that define further subcommands with :func:`command` when imported.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
     parser = argparse.ArgumentParser(
         prog="diffcrit",
         description="Pattern formation in generative diffusion models as a phase transition: "
