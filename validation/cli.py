@@ -107,6 +107,8 @@ def _add_report(parser):
                         help="patch window side P for the patch-covariance figure (odd; default 5)")
     parser.add_argument("--schedule", default="vp-linear", metavar="SPEC",
                         help="schedule whose clock the report reads in (default vp-linear)")
+    parser.add_argument("--no-simulation", action="store_true",
+                        help="skip the sections that simulate ensembles (E1); statistics only")
     _json_argument(parser)
 
 
@@ -116,7 +118,7 @@ def _run_report(args) -> dict:
 
     return write_report(
         data=args.data, out=args.out, window=args.window, schedule=args.schedule,
-        standardize=args.standardize, progress=not args.json,
+        standardize=args.standardize, progress=not args.json, simulate=not args.no_simulation,
     )
 
 
@@ -177,7 +179,7 @@ def _short(value) -> str:
 
 
 #: Modules that define further subcommands with :func:`command` when imported.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("diffcrit.validation.cli_simulate",)
 
 
 def build_parser() -> argparse.ArgumentParser:

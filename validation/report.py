@@ -178,12 +178,24 @@ def section_schedules(ctx: ReportContext) -> None:
     ctx.save_figure(ax, "schedules", "VE-equivalent noise s against each schedule's normalised clock.")
 
 
-#: The report's sections, in order. Later layers append theirs here.
-SECTIONS: list[Callable[[ReportContext], None]] = [section_dataset, section_spectrum, section_schedules]
+def section_e1(ctx: ReportContext) -> None:
+    """E1: the patch-model ensemble against the three theory levels (reduced scale)."""
+    from diffcrit.validation.e1 import section_e1 as run_section
+
+    run_section(ctx)
+
+
+#: The report's sections, in order.
+SECTIONS: list[Callable[[ReportContext], None]] = [
+    section_dataset, section_spectrum, section_schedules, section_e1,
+]
+
+#: Sections that simulate ensembles (skipped with ``simulate=False``).
+SIMULATION_SECTIONS = (section_e1,)
 
 
 def write_report(data="digits", out="runs/report", window: int = 5, schedule="vp-linear",
-                 standardize: str = "global", progress: bool = True) -> dict:
+                 standardize: str = "global", progress: bool = True, simulate: bool = True) -> dict:
     """Analyse a data set and write the run folder ``out``.
 
     Args:
@@ -193,6 +205,7 @@ def write_report(data="digits", out="runs/report", window: int = 5, schedule="vp
         schedule: schedule spec whose clock the report reads in.
         standardize: ``"global"``, ``"per-pixel"`` or ``"none"``.
         progress: print one line per section to stderr.
+        simulate: run the sections that simulate ensembles (E1).
 
     Returns:
         A JSON-able summary: the folder, its files and the headline numbers.
@@ -218,6 +231,8 @@ def write_report(data="digits", out="runs/report", window: int = 5, schedule="vp
     with staged_run_folder(out) as stage:
         ctx = ReportContext(dataset=dataset, window=window, schedule=sched, folder=stage, document=document)
         for section in SECTIONS:
+            if not simulate and section in SIMULATION_SECTIONS:
+                continue
             if progress:
                 print(f"[diffcrit report] {section.__doc__.splitlines()[0]}", file=sys.stderr)
             section(ctx)
@@ -226,6 +241,7 @@ def write_report(data="digits", out="runs/report", window: int = 5, schedule="vp
             "data": data if isinstance(data, str) else dataset.name,
             "window": window,
             "schedule": sched.spec,
+            "simulate": simulate,
             "seconds": round(time.perf_counter() - started, 3),
         }
         write_json_atomic(stage / "results.json", ctx.results)

@@ -50,7 +50,8 @@ def test_errors_exit_2_with_message(capsys):
 
 def test_report_writes_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    result = run_json(capsys, ["report", "--data", SMALL, "--window", "3", "--out", str(out), "--json"])
+    result = run_json(capsys, ["report", "--data", SMALL, "--window", "3", "--out", str(out),
+                                "--no-simulation", "--json"])
     for name in ("report.md", "report.html", "results.json", "arrays.npz",
                  "figures/power_spectrum.png", "figures/power_spectrum.pdf", "figures/schedules.png"):
         assert (out / name).is_file(), name

@@ -1,0 +1,204 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+import diffcrit.validation.cli_simulate  # noqa: F401  (registers the subcommand)
+from diffcrit.numerics.jacobian_probes import fourier_jacobian_spectrum, representative_wavevector_indices
+from diffcrit.numerics.observables import (
+    bootstrap_member_indices,
+    ornstein_zernike_correlation_length,
+    second_moment_correlation_length,
+)
+from diffcrit.numerics.patch_denoiser import PatchDenoiser
+from diffcrit.validation.cli import main
+from diffcrit.validation.e1 import (
+    E1_THEORY_LEVELS,
+    E1Result,
+    kappa_hat_from_jacobian_rows,
+    low_k_mask,
+    project_low_k,
+    run_e1,
+)
+from diffcrit.validation.runio import dumps
+
+TINY = "synthetic:binary?size=8&corr=1.5&n=32&seed=1"
+TINY_RUN = dict(window=3, n=16, size=8, n_levels=8, progress=False, n_bootstrap=40, n_theory_samples=8)
+
+
+def _wavevectors(shape):
+    idx = representative_wavevector_indices(shape)
+    return 2.0 * np.pi * idx / np.asarray(shape)
+
+
+@pytest.mark.parametrize("shape, window", [((8, 8), 3), ((7, 9), 3), ((12,), 5)])
+def test_kappa_shortcut_equals_fourier_probe(shape, window):
+    rng = np.random.default_rng(3)
+    images = np.sign(rng.standard_normal((6,) + shape)) + 0.3 * rng.standard_normal((6,) + shape)
+    model = PatchDenoiser(images, window)  # numba backend; its twin is tested in numerics
+    states = rng.standard_normal((3,) + shape) * 1.2  # generic, non-homogeneous states
+    s = 0.9
+    shortcut = kappa_hat_from_jacobian_rows(model.jacobian_rows(states, s), model.offsets, _wavevectors(shape))
+    probe = fourier_jacobian_spectrum(None, states, s, jvp=model.jvp)
+    # both evaluate the same finite sums (cos/sin probes vs sum_r Kbar(r) cos(k.r)),
+    # so they differ by rounding only: ~1e-15 relative to O(1) values
+    np.testing.assert_allclose(shortcut, probe.kappa, rtol=0, atol=1e-12)
+    # independent of jacobian_rows: central differences of D itself (step eps^(1/3):
+    # truncation + rounding error ~1e-10 relative on O(1) curvature)
+    fd = fourier_jacobian_spectrum(model, states, s)
+    np.testing.assert_allclose(shortcut, fd.kappa, rtol=0, atol=1e-7)
+
+
+def test_low_k_projection_gives_identical_estimators():
+    rng = np.random.default_rng(5)
+    shape = (10, 10)
+    white = rng.standard_normal((24,) + shape)
+    kernel = np.exp(-0.5 * (np.minimum(np.arange(10), 10 - np.arange(10)) / 1.5) ** 2)
+    fields = np.fft.ifft2(np.fft.fft2(white) * np.fft.fft2(np.outer(kernel, kernel))).real + 0.3
+    projected = project_low_k(fields, low_k_mask(shape))
+    assert not np.allclose(projected, fields)  # the projection does remove information
+    idx = bootstrap_member_indices(24, 50, 0)
+    for estimator in (second_moment_correlation_length, ornstein_zernike_correlation_length):
+        full = estimator(fields, n_bootstrap=0, member_indices=idx)
+        proj = estimator(projected, n_bootstrap=0, member_indices=idx)
+        # exact in exact arithmetic; FFT round trips leave ~1e-15 relative
+        assert proj.value == pytest.approx(full.value, rel=1e-10)
+        np.testing.assert_allclose(proj.replicates, full.replicates, rtol=1e-10)
+
+
+def test_low_k_mask_is_symmetric_and_holds_minimal_wavevectors():
+    mask = low_k_mask((8, 6))
+    assert mask[0, 0] and mask[1, 0] and mask[7, 0] and mask[0, 1] and mask[0, 5]
+    neg = mask[(-np.arange(8)) % 8][:, (-np.arange(6)) % 6]
+    assert np.array_equal(mask, neg)
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    return run_e1(TINY, rng=0, **TINY_RUN)
+
+
+def test_run_structure(tiny_result):
+    r = tiny_result
+    assert isinstance(r, E1Result)
+    n_s = TINY_RUN["n_levels"]
+    assert r.s.shape == (n_s,) and np.all(np.diff(r.s) < 0)
+    assert r.kappa_mean.shape == (n_s, len(representative_wavevector_indices((8, 8))))
+    assert r.structure_factor.shape == (n_s, 8, 8)
+    assert r.samples.shape[1:] == (8, 8)
+    assert set(r.predictions) == set(E1_THEORY_LEVELS) == set(r.comparisons)
+    assert set(r.estimates) == {"zero_crossing", "susceptibility_peak", "xi_J_peak", "xi_2_steepest_rise"}
+    # stiffness is 1 - kappa of the member mean: consistent by construction of the curve
+    np.testing.assert_allclose(r.stiffness.gamma_min.values, 1.0 - r.kappa_mean.max(axis=1), atol=1e-12)
+    np.testing.assert_allclose(r.kappa_max.values, r.kappa_mean.max(axis=1), atol=1e-12)
+    # at s_max >> data scale the Jacobian is ~ C/s^2: kappa small (|kappa| <= |W| (range/2)^2 / s^2)
+    bound = 9 * 1.0 / r.s[0] ** 2  # binary +-1 data after standardization has range ~2
+    assert np.max(np.abs(r.kappa_mean[0])) <= bound * 1.2  # 1.2: standardization rescales range slightly
+    for level, comp in r.comparisons.items():
+        pred = r.predictions[level]
+        primary = r.estimates[comp["primary_estimator"]]
+        if primary.interval is not None:
+            assert comp["inside_primary_interval"] == (primary.interval[0] <= pred.s_c <= primary.interval[1])
+        assert comp["kind_agrees"] == (pred.kind == r.measured_kind)
+        assert comp["verdict"].split(":")[0] in ("agrees", "disagrees", "undecided")
+    # schedule clock: None outside the schedule's range, else a time in it
+    assert len(r.t) == n_s
+    assert all(t is None or math.isfinite(t) for t in r.t)
+    text = dumps(r.to_dict())  # strict JSON, no NaN
+    assert json.loads(text)["experiment"] == "E1"
+    assert "E1Result(" in repr(r)
+
+
+def test_reproducible_by_seed(tiny_result):
+    again = run_e1(TINY, rng=0, **TINY_RUN)
+    np.testing.assert_array_equal(again.kappa_mean, tiny_result.kappa_mean)
+    np.testing.assert_array_equal(again.xi_2.replicates, tiny_result.xi_2.replicates)
+    assert again.to_dict()["measured"] == tiny_result.to_dict()["measured"]
+    other = run_e1(TINY, rng=1, **TINY_RUN)
+    assert not np.array_equal(other.samples, tiny_result.samples)
+
+
+def test_bad_input_raises_before_work():
+    with pytest.raises(ValueError, match="window"):
+        run_e1(TINY, window=4, n=16, size=8)
+    with pytest.raises(ValueError, match="n must be"):
+        run_e1(TINY, window=3, n=4, size=8)
+    with pytest.raises(ValueError, match="levels"):
+        run_e1(TINY, window=3, n=16, size=8, levels=("nonsense",))
+    with pytest.raises(ValueError, match="deterministic"):
+        run_e1(TINY, window=3, n=16, size=8, method="euler_maruyama")
+
+
+def test_cli_json_contract(tmp_path, capsys):
+    out = tmp_path / "e1"
+    argv = ["simulate", "--data", TINY, "--model", "patch", "--window", "3", "--schedule", "vp-linear",
+            "--n", "16", "--size", "8", "--levels", "6", "--bootstrap", "40", "--seed", "0",
+            "--out", str(out), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)  # exactly one JSON object on stdout
+    assert result["command"] == "simulate" and result["out"] == str(out)
+    assert set(result["comparisons"]) == set(E1_THEORY_LEVELS)
+    for level, pred in result["predictions"].items():
+        assert pred["kind"] in ("critical", "pseudo-critical") and pred["s_c"] > 0
+    for name in ("susceptibility_peak", "xi_J_peak"):
+        assert "interval" in result["measured"][name]
+    for name in ("results.json", "arrays.npz", "report.md", "report.html",
+                 "figures/e1_gamma_min.png", "figures/e1_gamma_min.pdf", "figures/e1_xi.png",
+                 "figures/e1_kappa_max.png", "figures/e1_critical_noise.png", "figures/e1_samples.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["config"]["n"] == 16 and len(saved["s"]) == 6
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "unet"], "--model"),
+    (["--window", "4"], "--window"),
+    (["--n", "4"], "--n"),
+])
+def test_cli_bad_input_exit_2(tmp_path, capsys, extra, message):
+    argv = ["simulate", "--data", TINY, "--size", "8", "--n", "16", "--levels", "6",
+            "--out", str(tmp_path / "x"), "--json"] + extra
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "error" in captured.err
+    assert captured.out == ""
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_symmetric_binary_texture_stays_pseudo_critical_and_marginal_level_wins():
+    """Physical check (THEORY.md 3.3): on a symmetric binary texture the moment and
+    homogeneous levels predict an instability (kappa = 1 near s ~ 2.3), but an
+    ensemble of probability-flow trajectories never reaches it: the noisy states
+    tilt the patch weights, which the annealed (marginal) level accounts for. So the
+    measured softening stays below the threshold and the marginal level's
+    gamma_min(s) is closer to the measured curve than the moment level's.
+    """
+    r = run_e1("synthetic:binary?size=16&corr=1.5", window=3, n=48, size=16, n_levels=28,
+               progress=False, n_bootstrap=200, rng=0)
+    # the whole 95% bootstrap interval of min_s gamma_min lies above 0: never unstable
+    assert r.measured_kind == "pseudo-critical"
+    assert r.min_gamma["interval"][0] > 0.0
+    assert r.predictions["moment"].kind == "critical"
+    rms = {lv: c["gamma_min_rms_difference"] for lv, c in r.comparisons.items()}
+    assert rms["marginal"] < rms["moment"]
+    assert rms["marginal"] < rms["homogeneous"]
+
+
+@pytest.mark.slow
+def test_report_section_adds_e1(tmp_path, monkeypatch):
+    from diffcrit.data import load_dataset
+    from diffcrit.theory.schedules import get_schedule
+    from diffcrit.validation import e1
+    from diffcrit.validation.document import Document
+    from diffcrit.validation.report import ReportContext
+
+    monkeypatch.setattr(e1, "REPORT_E1_SCALE", {"window": 3, "n": 8, "size": 8, "n_levels": 6, "s_min": 0.1})
+    ctx = ReportContext(dataset=load_dataset(TINY), window=3, schedule=get_schedule("vp-linear"),
+                        folder=tmp_path, document=Document(title="t"))
+    e1.section_e1(ctx)
+    assert ctx.results["e1"]["reduced_scale"]["n"] == 8
+    assert "reduced scale" in ctx.document.to_markdown()
+    assert (tmp_path / "figures" / "e1_gamma_min.png").is_file()
+    assert "e1_gamma_min" in ctx.arrays and "e1_theory_marginal_kappa" in ctx.arrays
