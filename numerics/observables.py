@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from diffcrit.theory.statistics import lattice_wavevectors as theory_wavevectors
+
 __all__ = [
     "DEFAULT_CONFIDENCE",
     "MIN_BOOTSTRAP_MEMBERS",
@@ -245,11 +247,10 @@ def lattice_wavevectors(shape: Sequence[int]) -> np.ndarray:
     """Wavevector components ``k_a = 2 pi n_a / L_a`` in FFT order, in ``[-pi, pi)``.
 
     Returns:
-        Array ``(d, *shape)``: component ``a`` of the wavevector at every FFT index.
+        Array ``(d, *shape)``: component ``a`` of the wavevector at every FFT index
+        (the components-first layout of :func:`diffcrit.theory.statistics.lattice_wavevectors`).
     """
-    shape = tuple(int(n) for n in shape)
-    axes = [2.0 * np.pi * np.fft.fftfreq(n) for n in shape]
-    return np.stack(np.meshgrid(*axes, indexing="ij"))
+    return np.moveaxis(theory_wavevectors(tuple(int(n) for n in shape)), -1, 0)
 
 
 def lattice_q2(shape: Sequence[int]) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from diffcrit.theory.statistics import lattice_wavevectors
 from diffcrit.theory.windows import check_window_fits, extract_patches, square_window
 
 __all__ = [
@@ -423,20 +424,6 @@ def pooled_patch_covariance(stats: PatchStatistics) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- lattice Fourier sums
-
-
-def lattice_wavevectors(shape: tuple[int, ...]) -> np.ndarray:
-    """Wavevectors ``k = 2 pi n / L`` of a periodic lattice, ``numpy.fft`` order.
-
-    Returns:
-        Array ``(*shape, d)``; entry ``[n_1, ..., n_d]`` is ``2 pi (n_1/L_1, ..., n_d/L_d)``.
-
-    >>> lattice_wavevectors((4,))[:, 0].round(4).tolist()
-    [0.0, 1.5708, 3.1416, 4.7124]
-    """
-    shape = tuple(int(v) for v in shape)
-    axes = [2.0 * np.pi * np.arange(n) / n for n in shape]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
 
 
 def kernel_fourier_eigenvalues(kernel: Any, offsets: Any, shape: tuple[int, ...]) -> np.ndarray:
