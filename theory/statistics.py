@@ -63,32 +63,3 @@ def lattice_wavevectors(shape: tuple[int, ...]) -> np.ndarray:
     """
     axes = [2 * np.pi * np.fft.fftfreq(n) for n in shape]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-
-
-def radial_profile(values: np.ndarray, nbins: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Average a lattice function of ``k`` over shells of ``|k|``.
-
-    Returns:
-        ``(k_centres, mean_values, counts)``; shells are the distinct values of
-        ``|k|`` when ``nbins`` is None (exact on small lattices), else ``nbins``
-        equal-width bins in ``|k|``.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    k = np.linalg.norm(lattice_wavevectors(values.shape), axis=-1).ravel()
-    flat = values.ravel()
-    if nbins is None:
-        keys = np.round(k, 10)
-        centres, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    else:
-        edges = np.linspace(0.0, k.max() * (1 + 1e-12), nbins + 1)
-        inverse = np.clip(np.digitize(k, edges) - 1, 0, nbins - 1)
-        counts = np.bincount(inverse, minlength=nbins)
-        keep = counts > 0
-        sums = np.bincount(inverse, weights=k, minlength=nbins)
-        centres = (sums[keep] / counts[keep])
-        remap = -np.ones(nbins, dtype=int)
-        remap[keep] = np.arange(keep.sum())
-        inverse = remap[inverse]
-        counts = counts[keep]
-    means = np.bincount(inverse, weights=flat) / counts
-    return centres, means, counts

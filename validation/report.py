@@ -84,14 +84,16 @@ def section_dataset(ctx: ReportContext) -> None:
 
 def section_spectrum(ctx: ReportContext) -> None:
     """Pooled covariance, power spectrum and the window's patch covariance."""
-    from diffcrit.theory.statistics import pooled_covariance, pooled_power_spectrum, radial_profile
+    from diffcrit.numerics.observables import radial_average
+    from diffcrit.theory.statistics import pooled_covariance, pooled_power_spectrum
     from diffcrit.theory.windows import extract_patches, square_window
     from diffcrit.validation.plots import plot_lattice_map, plot_radial_spectrum
 
     images = _single_channel(ctx.dataset.images)
     spectrum = pooled_power_spectrum(images)
     covariance = pooled_covariance(images)
-    k, radial, counts = radial_profile(spectrum)
+    profile = radial_average(spectrum, by="k")
+    k, radial = profile.centres, profile.values
     ctx.arrays.update(power_spectrum=spectrum, covariance=covariance,
                       radial_k=k, radial_spectrum=radial)
 
