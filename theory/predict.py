@@ -92,7 +92,12 @@ from diffcrit.theory.patch import (
     patch_theory,
     second_moment_length,
 )
-from diffcrit.theory.patch_stats import PatchStatistics, kernel_fourier_eigenvalues, lattice_wavevectors
+from diffcrit.theory.patch_stats import (
+    PatchStatistics,
+    _as_shape,
+    kernel_fourier_eigenvalues,
+    lattice_wavevectors,
+)
 from diffcrit.theory.schedules import Schedule, get_schedule
 from diffcrit.theory.statistics import pooled_power_spectrum
 from diffcrit.theory.windows import check_window_fits, square_window
@@ -578,19 +583,15 @@ def _check_grid(s_grid: Any) -> np.ndarray | None:
 
 
 def _lattice_shape(lattice: Any, dim: int) -> tuple[int, ...] | None:
+    """The patch statistics' lattice parser, with integer sides and >= 2 enforced."""
     if lattice is None:
         return None
-    if isinstance(lattice, bool):
-        raise TypeError(f"lattice must be an int side or a shape tuple, got {lattice!r}")
-    if isinstance(lattice, (int, np.integer)):
-        shape = (int(lattice),) * dim
-    else:
+    if not isinstance(lattice, (bool, int, np.integer)):
         try:
-            shape = tuple(_check_int("lattice side", v, 1) for v in lattice)
+            lattice = tuple(_check_int("lattice side", v, 1) for v in lattice)
         except TypeError as exc:
             raise TypeError(f"lattice must be an int side or a shape tuple, got {lattice!r}") from exc
-        if len(shape) != dim:
-            raise ValueError(f"lattice {shape} must have {dim} axes (the data's lattice dimension)")
+    shape = _as_shape(lattice, dim)
     if any(v < 2 for v in shape):
         raise ValueError(f"lattice sides must be >= 2 (a nonzero wavevector per axis), got {shape}")
     return shape
