@@ -538,6 +538,7 @@ def sample(
     mean: Any = None,
     dtype: Any = None,
     desc: str | None = None,
+    observed_denoiser: Any = None,
 ) -> SamplingResult:
     """Integrate an ensemble of trajectories from ``s_grid[0]`` down to ``s_grid[-1]``.
 
@@ -574,6 +575,12 @@ def sample(
         dtype: ``float64`` or ``float32`` state (default: the init array's, else
             ``float64``).
         desc: label of the progress bar.
+        observed_denoiser: optional callable ``(y, s) -> D(y; s)`` used instead of
+            ``denoiser`` for the evaluations at observation levels (exactly the
+            states the observers see). It lets a model compute more in the same
+            pass, e.g. the posterior moments a Jacobian observer reads, so the
+            observation costs no separate denoiser call. It must return the
+            denoiser's value.
 
     Returns:
         A :class:`SamplingResult`.
@@ -591,6 +598,8 @@ def sample(
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be a bool, got {progress!r}")
     named_observers = _normalize_observers(observers)
+    if observed_denoiser is not None and not callable(observed_denoiser):
+        raise TypeError(f"observed_denoiser must be a callable (y, s) -> D(y; s) or None, got {observed_denoiser!r}")
     if observe_at is None:
         levels = grid[grid > 0]
     else:
@@ -605,10 +614,11 @@ def sample(
     step_label = [0]  # the step in progress, for error messages
     label = stepper.name if not isinstance(stepper, DDIMSampler) else f"ddim(eta={stepper.eta:g})"
 
-    def denoise(state: np.ndarray, s: float) -> np.ndarray:
+    def denoise(state: np.ndarray, s: float, observed: bool = False) -> np.ndarray:
         nonlocal calls
         calls += 1
-        out = np.asarray(denoiser(state, s))
+        use = observed_denoiser if (observed and observed_denoiser is not None) else denoiser
+        out = np.asarray(use(state, s))
         if out.shape != state.shape:
             raise ValueError(
                 f"denoiser returned shape {out.shape} for a state of shape {state.shape} at s={s:.6g}; "
@@ -631,7 +641,7 @@ def sample(
         s = float(grid[node])
         if node in observe_nodes:
             if denoised is None:
-                denoised = denoise(state, s)
+                denoised = denoise(state, s, observed=True)
             observed_s.append(s)
             for name, obs in named_observers.items():
                 observations[name].append(np.asarray(obs(s, state, denoised)))
@@ -644,7 +654,7 @@ def sample(
 
     bar = tqdm(total=n_steps, disable=not progress, desc=desc or f"sample [{label}]", unit="step", leave=False)
     try:
-        denoised = denoise(y, float(grid[0]))
+        denoised = denoise(y, float(grid[0]), observed=0 in observe_nodes)
         for i in range(n_steps):
             s, s_next = float(grid[i]), float(grid[i + 1])
             step_label[0] = i + 1
@@ -660,7 +670,7 @@ def sample(
                     f"(method {label}, from s={s:.6g} to s={s_next:.6g})"
                 )
             more = i + 1 < n_steps
-            denoised = denoise(y, s_next) if (more and s_next > 0) else None
+            denoised = denoise(y, s_next, observed=(i + 1) in observe_nodes) if (more and s_next > 0) else None
             bar.update(1)
         step_label[0] = n_steps
         visit(n_steps, y, denoised)

@@ -70,6 +70,7 @@ __all__ = [
     "write_e1",
     "section_e1",
     "kappa_hat_from_jacobian_rows",
+    "theory_s_c_interval",
     "low_k_mask",
     "project_low_k",
     "plot_e1_stiffness",
@@ -346,8 +347,72 @@ def _theory_gamma_kmin(pred: Any) -> np.ndarray:
     return 1.0 - np.mean(values, axis=0)
 
 
+def _crossing(log_s: np.ndarray, f: np.ndarray, j: int) -> float:
+    """``ln s`` where ``f`` crosses 0 between nodes ``j`` and ``j + 1`` (linear in ``ln s``)."""
+    a, b = f[j], f[j + 1]
+    w = 0.0 if a == b else a / (a - b)
+    return float(log_s[j] + w * (log_s[j + 1] - log_s[j]))
+
+
+def theory_s_c_interval(pred: Any, confidence: float = 0.95) -> list[float] | None:
+    """Interval of a level's ``s_c`` implied by its own Monte Carlo error (marginal level).
+
+    ``kappa_stderr`` is the standard error of the Monte Carlo mean at every ``(s, k)``;
+    at each ``s`` the relevant one is that of the maximal mode, ``se(s)``, and
+    ``z`` the normal quantile of ``confidence``. Critical prediction: the noise
+    levels where the band ``kappa_max(s) +- z se(s)`` contains 1, i.e. between the
+    first crossings of 1 by ``kappa_max + z se`` and by ``kappa_max - z se``.
+    Pseudo-critical prediction (a softening peak at ``s*``): the contiguous levels
+    around ``s*`` where ``kappa_max(s)`` is within ``z sqrt(se(s)^2 + se(s*)^2)`` of
+    the peak, i.e. where the peak could sit. Both ends are interpolated linearly
+    in ``ln s``, and the interval always contains the level's refined ``s_c``.
+
+    Returns:
+        ``[low, high]`` in ``s``, or ``None`` for the exact levels (no
+        ``kappa_stderr``) or when ``s_c`` is undefined.
+    """
+    from statistics import NormalDist
+
+    if pred.kappa_stderr is None or pred.s_c is None or not math.isfinite(pred.s_c):
+        return None
+    s = np.asarray(pred.s_grid, dtype=np.float64)
+    n_s = len(s)
+    kap = np.asarray(pred.kappa, dtype=np.float64).reshape(n_s, -1)
+    se = np.asarray(pred.kappa_stderr, dtype=np.float64).reshape(n_s, -1)
+    j_max = kap.argmax(axis=1)
+    k_max = kap[np.arange(n_s), j_max]
+    se_max = se[np.arange(n_s), j_max]
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    log_s = np.log(s)
+    ends: list[float] = []
+    if pred.kind == "critical":
+        for sign in (+1.0, -1.0):
+            f = k_max + sign * z * se_max - 1.0  # s decreasing: f rises through 0
+            above = np.flatnonzero(f >= 0)
+            if above.size == 0:
+                ends.append(float(log_s[-1]))  # this edge of the band never reaches 1 on the grid
+            elif above[0] == 0:
+                ends.append(float(log_s[0]))
+            else:
+                ends.append(_crossing(log_s, f, int(above[0]) - 1))
+    else:
+        peak = int(np.argmax(k_max))
+        f = k_max - (k_max[peak] - z * np.sqrt(se_max**2 + se_max[peak] ** 2))
+        lo = peak
+        while lo > 0 and f[lo - 1] >= 0:
+            lo -= 1
+        hi = peak
+        while hi < n_s - 1 and f[hi + 1] >= 0:
+            hi += 1
+        ends.append(float(log_s[0]) if lo == 0 else _crossing(log_s, f, lo - 1))
+        ends.append(float(log_s[-1]) if hi == n_s - 1 else _crossing(log_s, f, hi))
+    low = min(math.exp(min(ends)), float(pred.s_c))
+    high = max(math.exp(max(ends)), float(pred.s_c))
+    return [low, high]
+
+
 def _compare(level: str, pred: Any, measured_kind: str, estimates: dict, gamma_min: Any,
-             min_gamma: dict) -> dict:
+             min_gamma: dict, confidence: float = 0.95) -> dict:
     """Prediction of one level against the measurement (see :func:`run_e1`)."""
     primary_name = "zero_crossing" if measured_kind == "critical" else "susceptibility_peak"
     primary = estimates[primary_name]
@@ -368,16 +433,29 @@ def _compare(level: str, pred: Any, measured_kind: str, estimates: dict, gamma_m
     kind_agrees = pred.kind == measured_kind
     inside_primary = inside[primary_name]
     min_inside = _interval_contains(min_gamma["interval"], pred.min_stiffness)
+    theory_interval = theory_s_c_interval(pred, confidence)
+    overlaps = None
+    if theory_interval is not None and primary.interval is not None:
+        overlaps = bool(theory_interval[0] <= primary.interval[1] and primary.interval[0] <= theory_interval[1])
+    where = f"the measured {primary_name.replace('_', ' ')} interval"
     if inside_primary:
-        verdict = (f"agrees: predicted {pred.kind} s_c = {pred.s_c:.4g} lies inside the measured "
-                   f"{primary_name.replace('_', ' ')} interval [{primary.interval[0]:.4g}, {primary.interval[1]:.4g}]")
+        verdict = (f"agrees: predicted {pred.kind} s_c = {pred.s_c:.4g} lies inside {where} "
+                   f"[{primary.interval[0]:.4g}, {primary.interval[1]:.4g}]")
     elif primary.interval is None:
         verdict = (f"undecided: predicted {pred.kind} s_c = {pred.s_c:.4g}, but the measured "
                    f"{primary_name.replace('_', ' ')} has no interval")
     else:
         side = "above" if pred.s_c > primary.interval[1] else "below"
-        verdict = (f"disagrees: predicted {pred.kind} s_c = {pred.s_c:.4g} lies {side} the measured "
-                   f"{primary_name.replace('_', ' ')} interval [{primary.interval[0]:.4g}, {primary.interval[1]:.4g}]")
+        verdict = (f"lies {side} {where} [{primary.interval[0]:.4g}, {primary.interval[1]:.4g}]: "
+                   f"predicted {pred.kind} s_c = {pred.s_c:.4g}")
+        if overlaps:
+            verdict = ("agrees within the theory's Monte Carlo error: its interval "
+                       f"[{theory_interval[0]:.4g}, {theory_interval[1]:.4g}] overlaps; the point " + verdict)
+        elif theory_interval is not None:
+            verdict = (f"disagrees beyond the theory's Monte Carlo error (its interval "
+                       f"[{theory_interval[0]:.4g}, {theory_interval[1]:.4g}]): the point " + verdict)
+        else:
+            verdict = "disagrees: the point " + verdict
     if not kind_agrees:
         verdict += (f"; the kinds differ (predicted {pred.kind}, measured {measured_kind}: "
                     f"predicted min stiffness {pred.min_stiffness:.3g}, measured {min_gamma['value']:.3g})")
@@ -387,6 +465,7 @@ def _compare(level: str, pred: Any, measured_kind: str, estimates: dict, gamma_m
         "measured_kind": measured_kind,
         "kind_agrees": kind_agrees,
         "predicted_s_c": pred.s_c,
+        "predicted_s_c_interval": theory_interval,
         "predicted_k_c": list(pred.k_c),
         "predicted_min_stiffness": pred.min_stiffness,
         "measured_min_stiffness": min_gamma["value"],
@@ -394,6 +473,7 @@ def _compare(level: str, pred: Any, measured_kind: str, estimates: dict, gamma_m
         "min_stiffness_inside": min_inside,
         "primary_estimator": primary_name,
         "inside_primary_interval": inside_primary,
+        "theory_interval_overlaps_primary": overlaps,
         "inside": inside,
         "gamma_min_rms_difference": rms,
         "gamma_min_rms_difference_all_levels": rms_all,
@@ -516,8 +596,22 @@ def run_e1(
     flat_mask = np.flatnonzero(mask.ravel())
     grid = geometric_s_grid(s_top, s_bottom, n_levels - 1)
 
+    # at an observed level one posterior-moments pass gives both D(y) (for the
+    # sampler) and the Jacobian rows (for the kappa observer): no separate call
+    last_rows: dict = {}
+
+    def denoise_with_moments(y: np.ndarray, s: float) -> np.ndarray:
+        posterior = model.posterior_moments(y, s)
+        last_rows.clear()
+        last_rows.update(state=y, s=s, rows=posterior.centre_covariance / posterior.centre_covariance.dtype.type(s * s))
+        return posterior.mean
+
     def observe_kappa(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        return kappa_hat_from_jacobian_rows(model.jacobian_rows(y, s), model.offsets, wavevectors)
+        if last_rows.get("state") is y and last_rows.get("s") == s:
+            rows = last_rows["rows"]
+        else:  # pragma: no cover - the sampler evaluates observed states with the hook
+            rows = model.jacobian_rows(y, s)
+        return kappa_hat_from_jacobian_rows(rows, model.offsets, wavevectors)
 
     def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
         transform = np.fft.fftn(y, axes=tuple(range(1, y.ndim)))
@@ -532,7 +626,8 @@ def run_e1(
     started = time.perf_counter()
     result = sample(model, (n,) + lattice, grid, method=method, rng=sampler_seed,
                     observers={"kappa": observe_kappa, "low_k": observe_low_k, "structure": observe_structure},
-                    progress=bool(progress), mean=mean, desc=f"E1 {name} P={window}")
+                    progress=bool(progress), mean=mean, desc=f"E1 {name} P={window}",
+                    observed_denoiser=denoise_with_moments)
     seconds_sampling = time.perf_counter() - started
     s_obs = result.observed_s
     kappa = result.observations["kappa"]  # (n_s, B, M)
@@ -606,9 +701,10 @@ def run_e1(
                                           n_samples=n_theory_samples)
         theory_seconds[level] = round(time.perf_counter() - t0, 3)
         comparisons[level] = _compare(level, predictions[level], measured_kind, estimates,
-                                      stiff.gamma_min, min_gamma)
+                                      stiff.gamma_min, min_gamma, confidence)
 
-    n_evals = result.n_denoiser_calls + len(s_obs)  # + one jacobian_rows per observed level
+    n_moment_calls = len(s_obs)  # the observed levels' evaluations carry the Jacobian
+    n_plain_calls = int(result.n_denoiser_calls) - n_moment_calls
     config = {
         "data": name, "window": int(window), "schedule": sched.spec, "n": n, "size": size,
         "lattice": list(lattice), "method": stepper.name, "n_levels": n_levels, "s_max": s_top,
@@ -637,9 +733,9 @@ def run_e1(
         samples=np.asarray(result.samples[:n_final_samples]),
         timings={
             "sampling_seconds": round(seconds_sampling, 3),
-            "denoiser_calls": int(result.n_denoiser_calls),
-            "jacobian_calls": int(len(s_obs)),
-            "seconds_per_evaluation": round(seconds_sampling / n_evals, 4),
+            "denoiser_calls": n_plain_calls,
+            "moment_calls": n_moment_calls,
+            "seconds_per_evaluation": round(seconds_sampling / int(result.n_denoiser_calls), 4),
             "theory_seconds": theory_seconds,
         },
     )
@@ -831,6 +927,7 @@ def _document_e1(result: E1Result, document: Any, reduced_note: str | None = Non
     for level, comp in result.comparisons.items():
         pred = result.predictions[level]
         rows.append({"level": level, "kind": pred.kind, "s_c": pred.s_c,
+                     "s_c interval (theory's Monte Carlo)": comp.get("predicted_s_c_interval"),
                      f"t_c ({c['schedule']})": result.clock(pred.s_c), "k_c": list(pred.k_c),
                      "min stiffness": pred.min_stiffness,
                      "inside primary interval": comp["inside_primary_interval"],

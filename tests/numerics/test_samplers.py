@@ -265,6 +265,34 @@ def test_observers_are_called_at_exactly_the_requested_levels(gaussian_chain):
     assert "SamplingResult(method=euler" in repr(everything)
 
 
+@pytest.mark.parametrize("method", ["heun", "euler"])
+def test_observed_denoiser_serves_exactly_the_observed_states(method, gaussian_chain):
+    # the hook is used for the evaluations whose state the observers see, and only those
+    hooked = []
+
+    def observed(y, s):
+        hooked.append((s, y))
+        return gaussian_chain(y, s)
+
+    def observer(s, y, denoised):
+        if hooking:
+            assert hooked and hooked[-1][0] == s and hooked[-1][1] is y  # same state object
+        return y.mean()
+
+    grid = geometric_s_grid(8.0, 0.2, 9)
+    levels = [8.0, 2.0, 0.2]  # first node, an inner node, the last node
+    kwargs = dict(observers=[observer], observe_at=levels, progress=False, rng=5)
+    hooking = False
+    plain = sample(gaussian_chain, (3, 32), grid, method, **kwargs)
+    hooking = True
+    res = sample(gaussian_chain, (3, 32), grid, method, observed_denoiser=observed, **kwargs)
+    assert [s for s, _ in hooked] == levels
+    assert res.n_denoiser_calls == plain.n_denoiser_calls  # replaces calls, adds none
+    np.testing.assert_array_equal(res.samples, plain.samples)
+    with pytest.raises(TypeError, match="observed_denoiser"):
+        sample(gaussian_chain, (3, 32), grid, method, observed_denoiser=3.0, progress=False)
+
+
 def test_progress_bar_can_be_disabled(capsys, gaussian_chain):
     sample(gaussian_chain, (2, 32), geometric_s_grid(5.0, 0.5, 4), "euler", rng=0, progress=False)
     assert capsys.readouterr().err == ""

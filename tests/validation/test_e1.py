@@ -20,6 +20,7 @@ from diffcrit.validation.e1 import (
     low_k_mask,
     project_low_k,
     run_e1,
+    theory_s_c_interval,
 )
 from diffcrit.validation.runio import dumps
 
@@ -101,13 +102,55 @@ def test_run_structure(tiny_result):
         if primary.interval is not None:
             assert comp["inside_primary_interval"] == (primary.interval[0] <= pred.s_c <= primary.interval[1])
         assert comp["kind_agrees"] == (pred.kind == r.measured_kind)
-        assert comp["verdict"].split(":")[0] in ("agrees", "disagrees", "undecided")
+        assert comp["verdict"].startswith(("agrees", "disagrees", "undecided"))
+        if comp["inside_primary_interval"] is False:
+            overlap = comp["theory_interval_overlaps_primary"]
+            assert comp["verdict"].startswith("agrees within" if overlap else "disagrees")
+        if comp["predicted_s_c_interval"] is not None:
+            low, high = comp["predicted_s_c_interval"]
+            assert low <= pred.s_c <= high
+    assert r.comparisons["moment"]["predicted_s_c_interval"] is None  # exact level: no Monte Carlo error
+    assert r.comparisons["marginal"]["predicted_s_c_interval"] is not None
+    # one posterior-moments pass per observed level serves the sampler and the Jacobian
+    assert r.timings["moment_calls"] == n_s
     # schedule clock: None outside the schedule's range, else a time in it
     assert len(r.t) == n_s
     assert all(t is None or math.isfinite(t) for t in r.t)
     text = dumps(r.to_dict())  # strict JSON, no NaN
     assert json.loads(text)["experiment"] == "E1"
     assert "E1Result(" in repr(r)
+
+
+def _fake_prediction(kind, s, kappa_max, stderr, s_c):
+    from types import SimpleNamespace
+
+    n_s = len(s)
+    kappa = np.stack([kappa_max, kappa_max - 0.3], axis=1).reshape(n_s, 2, 1)  # one softest mode
+    se = np.stack([stderr, 10 * stderr], axis=1).reshape(n_s, 2, 1)  # the other mode's error must not matter
+    return SimpleNamespace(kind=kind, s_grid=s, kappa=kappa, kappa_stderr=se, s_c=s_c)
+
+
+def test_theory_interval_of_s_c_from_monte_carlo_error():
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.975)
+    s = np.geomspace(10.0, 0.1, 4001)  # fine grid: linear interpolation error ~1e-6 in ln s
+    u = np.log(s)
+    # pseudo-critical: a parabolic peak 0.8 - u^2 at s = 1 with a constant error e; the
+    # peak can sit where 0.8 - u^2 >= 0.8 - z sqrt(2) e, i.e. |u| <= sqrt(z sqrt(2) e)
+    e = 0.01
+    pred = _fake_prediction("pseudo-critical", s, 0.8 - u**2, np.full_like(s, e), 1.0)
+    low, high = theory_s_c_interval(pred, 0.95)
+    half = math.sqrt(z * math.sqrt(2) * e)
+    assert math.log(high) == pytest.approx(half, abs=1e-4) and math.log(low) == pytest.approx(-half, abs=1e-4)
+    # critical: kappa_max = 1 - a u crosses 1 at s = 1; the band +- z e crosses it at u = +- z e / a
+    a = 0.5
+    pred = _fake_prediction("critical", s, 1.0 - a * u, np.full_like(s, e), 1.0)
+    low, high = theory_s_c_interval(pred, 0.95)
+    assert math.log(high) == pytest.approx(z * e / a, abs=1e-4) and math.log(low) == pytest.approx(-z * e / a, abs=1e-4)
+    # exact levels carry no Monte Carlo error
+    pred = _fake_prediction("critical", s, 1.0 - a * u, np.full_like(s, e), 1.0)
+    assert theory_s_c_interval(type("P", (), {**pred.__dict__, "kappa_stderr": None})(), 0.95) is None
 
 
 def test_reproducible_by_seed(tiny_result):
