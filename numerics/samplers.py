@@ -519,7 +519,7 @@ def _initial_state(denoiser: Any, init: Any, s0: float, mean: Any, dtype: Any,
         centre = np.broadcast_to(centre, shape[1:])
     except ValueError as exc:
         raise ValueError(f"mean of shape {centre.shape} does not broadcast to the field shape {shape[1:]}") from exc
-    eps = gen.standard_normal(shape, dtype=dtype)
+    eps = gen.standard_normal(shape)  # float64 whatever dtype: a float32 run starts from the same state, rounded
     return (centre + s0 * eps).astype(dtype, copy=False)
 
 
@@ -557,8 +557,9 @@ def sample(
             (aliases ``"em"``, ``"sde"``) or a :class:`Sampler`.
         eta: DDIM's ``eta`` in ``[0, 1]`` (only with ``method="ddim"``).
         rng: numpy Generator or int seed; ``None``: fresh entropy. Draws, in this
-            order: when ``init`` is a shape, the initial ``eps`` as one
-            ``standard_normal((B, *shape))``; then one ``standard_normal`` of the
+            order: when ``init`` is a shape, the initial ``eps`` as one float64
+            ``standard_normal((B, *shape))`` (also for a float32 state, which then
+            starts from the float64 state rounded); then one ``standard_normal`` of the
             state's shape per stochastic step (none for deterministic steps nor for
             DDIM's step to ``s = 0``). A seed therefore gives bit-for-bit identical
             results.

@@ -32,6 +32,11 @@ def _add_simulate(parser):
     parser.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates (default 400)")
     parser.add_argument("--prune-margin", type=float, default=None,
                         help="exact pruning margin of the patch denoiser (default: none)")
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                        help="precision of the denoiser and the trajectories (default float64; "
+                             "float32 is about twice as fast)")
+    parser.add_argument("--theory-samples", type=int, default=32, metavar="N",
+                        help="Monte Carlo draws of the marginal theory level (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="run folder (default runs/e1-<data>-P<window>)")
@@ -58,6 +63,7 @@ def _run_simulate(args) -> dict:
         args.data, window=args.window, schedule=args.schedule, n=args.n, size=args.size,
         method=args.method, n_levels=args.levels, s_max=args.s_max, s_min=args.s_min, rng=args.seed,
         progress=not args.json, prune_margin=args.prune_margin, levels=levels, n_bootstrap=args.bootstrap,
+        dtype=args.dtype, n_theory_samples=args.theory_samples,
     )
     out = args.out or _default_out(args.data, args.window)
     return {"command": "simulate", **write_e1(out, result)}

@@ -500,6 +500,7 @@ def run_e1(
     confidence: float = 0.95,
     n_theory_samples: int = 32,
     n_final_samples: int = 16,
+    dtype: Any = "float64",
 ) -> E1Result:
     """Run experiment E1: the patch model's ensemble against its theory at each level.
 
@@ -528,6 +529,8 @@ def run_e1(
         confidence: level of every interval.
         n_theory_samples: Monte Carlo draws of the marginal level.
         n_final_samples: final samples kept for the figure.
+        dtype: ``"float64"`` (default) or ``"float32"``: precision of the denoiser
+            and the trajectories (observables are reduced in float64).
 
     Returns:
         :class:`E1Result`. Each comparison holds the predicted kind and ``s_c``,
@@ -554,6 +557,10 @@ def run_e1(
     size = _check_positive_int("size", size, 3)
     n_levels = _check_positive_int("n_levels", n_levels, 5)
     n_bootstrap = _check_positive_int("n_bootstrap", n_bootstrap, 20)
+    if str(dtype) not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    dtype = np.dtype(str(dtype))
+    n_theory_samples = _check_positive_int("n_theory_samples", n_theory_samples, 2)
     stepper = get_sampler(method)
     if stepper.STOCHASTIC:
         raise ValueError(f"method must be a deterministic probability-flow sampler (heun, euler, ddim), got {method!r}")
@@ -586,7 +593,8 @@ def run_e1(
                                             for c in seeds.spawn(3))
 
     # ---- the ensemble -----------------------------------------------------------------
-    model = PatchDenoiser(images, int(window), mode="equivariant", backend="numba", prune_margin=prune_margin)
+    model = PatchDenoiser(images, int(window), mode="equivariant", backend="numba", prune_margin=prune_margin,
+                          dtype=dtype)
     from diffcrit.numerics.jacobian_probes import representative_wavevector_indices
     from diffcrit.numerics.samplers import geometric_s_grid, sample
 
@@ -614,20 +622,20 @@ def run_e1(
         return kappa_hat_from_jacobian_rows(rows, model.offsets, wavevectors)
 
     def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        transform = np.fft.fftn(y, axes=tuple(range(1, y.ndim)))
+        transform = np.fft.fftn(np.asarray(y, dtype=np.float64), axes=tuple(range(1, y.ndim)))
         return transform.reshape(y.shape[0], -1)[:, flat_mask]
 
     def observe_structure(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
         from diffcrit.numerics.observables import structure_factor
 
-        return structure_factor(y)
+        return structure_factor(np.asarray(y, dtype=np.float64))
 
     mean = float(images.mean())
     started = time.perf_counter()
     result = sample(model, (n,) + lattice, grid, method=method, rng=sampler_seed,
                     observers={"kappa": observe_kappa, "low_k": observe_low_k, "structure": observe_structure},
                     progress=bool(progress), mean=mean, desc=f"E1 {name} P={window}",
-                    observed_denoiser=denoise_with_moments)
+                    observed_denoiser=denoise_with_moments, dtype=dtype)
     seconds_sampling = time.perf_counter() - started
     s_obs = result.observed_s
     kappa = result.observations["kappa"]  # (n_s, B, M)
@@ -710,7 +718,7 @@ def run_e1(
         "lattice": list(lattice), "method": stepper.name, "n_levels": n_levels, "s_max": s_top,
         "s_min": s_bottom, "seed": rng if isinstance(rng, (int, np.integer)) else None,
         "prune_margin": prune_margin, "levels": list(levels), "n_bootstrap": n_bootstrap,
-        "confidence": confidence, "n_theory_samples": n_theory_samples, "data_std": std,
+        "confidence": confidence, "n_theory_samples": n_theory_samples, "dtype": dtype.name, "data_std": std,
         "no_instability_bound": bound,
     }
     return E1Result(

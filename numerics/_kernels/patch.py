@@ -743,51 +743,191 @@ def denoise_pruned_parallel(queries, chunk_queries, query_group, group_blocks, b
 
 
 # --------------------------------------------------------------------------------------
-# posterior moments (for the Jacobian): two passes, the second one centred
+# posterior moments (for the Jacobian): one pass, centred on the heaviest patch
 # --------------------------------------------------------------------------------------
+#
+# Per query, relative to the running maximum ``M`` (``w_j = exp(l_j - M)``) and to a
+# reference centre value ``c*``, the stream keeps
+#
+#     W = sum w,  S = sum w (phi(0) - c*),  R_r = sum w phi(r),  Q_r = sum w (phi(0) - c*) phi(r),
+#
+# and at the end ``mean_r = R_r / W``, ``Cov_r = Q_r / W - (S / W) (R_r / W)``: an exact
+# identity for any ``c*``. ``c*`` is the centre of the patch holding the running
+# maximum (weight exactly 1), so that patch adds nothing to ``S`` or ``Q``. When the
+# posterior is concentrated on it (low noise) the covariance is small, but so are
+# ``S`` and ``Q``: both subtracted terms are at most ``E_w|phi(0) - c*| max|phi|``,
+# so the cancellation costs a factor ``max|phi| / |phi(r) - mean(r)|`` (the rounding
+# of ``phi(r) - mean(r)`` itself), never one growing as the weights concentrate.
+# When a block raises the maximum, the sums are rescaled by ``exp(M - M')`` and moved
+# to the new reference exactly: ``S' = S + (c* - c*') W``, ``Q'_r = Q_r + (c* - c*') R_r``.
+
+
+def _make_weighted_sum_kernel(n_rows: int, n_offsets: int):
+    """Intrinsic: weighted sums of ``n_offsets`` rows of the transposed patch set.
+
+    ``kernel(weights, row, patches_t, j0, n_vectors, k, out)`` stores, for ``a <
+    n_rows`` and ``b < n_offsets``,
+
+        out[row + a, k + b] = sum_{j < n_vectors L} weights[row + a, j] patches_t[k + b, j0 + j]
+
+    with ``L`` the lanes of a 256-bit vector (4 float64, 8 float32). The ``n_rows x
+    n_offsets`` accumulators are vectors along the patches, held in registers for the
+    whole block (per vector of patches: ``n_offsets + n_rows`` loads, ``n_rows *
+    n_offsets`` multiply-adds) and summed across lanes once, in lane order; written as
+    LLVM vector code because the loop vectorizer does not keep several reductions in
+    registers at once.
+    """
+
+    @intrinsic
+    def weighted_sums(typingctx, weights, row, patches_t, j0, n_vectors, k, out):
+        arrays_ok = all(isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"
+                        for array in (weights, patches_t, out))
+        if not (arrays_ok and isinstance(weights.dtype, types.Float)
+                and weights.dtype == patches_t.dtype == out.dtype):
+            return None
+        signature = types.void(weights, types.intp, patches_t, types.intp, types.intp, types.intp, out)
+
+        def codegen(context, builder, sig, args):
+            weights_ary = context.make_array(sig.args[0])(context, builder, args[0])
+            patches_ary = context.make_array(sig.args[2])(context, builder, args[2])
+            out_ary = context.make_array(sig.args[6])(context, builder, args[6])
+            row, j0, count, k = args[1], args[3], args[4], args[5]
+            element = context.get_data_type(sig.args[0].dtype)
+            item_bytes = sig.args[0].dtype.bitwidth // 8
+            lanes = 32 // item_bytes
+            vector = ir.VectorType(element, lanes)
+            index_type = row.type
+
+            def const(value):
+                return ir.Constant(index_type, value)
+
+            def load_vector(base, offset):
+                pointer = builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+                return builder.load(pointer, align=item_bytes)  # unaligned vector load
+
+            suffix = f"v{lanes}f{sig.args[0].dtype.bitwidth}"
+            fmuladd = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector, vector, vector]), "llvm.fmuladd." + suffix)
+            weights_row = cgutils.unpack_tuple(builder, weights_ary.shape, 2)[1]
+            patches_row = cgutils.unpack_tuple(builder, patches_ary.shape, 2)[1]
+            out_row = cgutils.unpack_tuple(builder, out_ary.shape, 2)[1]
+            slots = {}
+            for a in range(n_rows):
+                for b in range(n_offsets):
+                    slots[a, b] = cgutils.alloca_once(builder, vector)
+                    builder.store(ir.Constant(vector, [0.0] * lanes), slots[a, b])
+            with cgutils.for_range(builder, count) as loop:
+                j = builder.mul(loop.index, const(lanes))
+                patch_vectors = []
+                for b in range(n_offsets):
+                    start = builder.add(builder.mul(builder.add(k, const(b)), patches_row), j0)
+                    patch_vectors.append(load_vector(patches_ary.data, builder.add(start, j)))
+                for a in range(n_rows):
+                    offset = builder.add(builder.mul(builder.add(row, const(a)), weights_row), j)
+                    weight_vector = load_vector(weights_ary.data, offset)
+                    for b in range(n_offsets):
+                        updated = builder.call(fmuladd, [weight_vector, patch_vectors[b], builder.load(slots[a, b])])
+                        builder.store(updated, slots[a, b])
+            for a in range(n_rows):
+                for b in range(n_offsets):
+                    accumulator = builder.load(slots[a, b])
+                    total = builder.extract_element(accumulator, ir.Constant(ir.IntType(32), 0))
+                    for lane in range(1, lanes):
+                        total = builder.fadd(total, builder.extract_element(accumulator, ir.Constant(ir.IntType(32), lane)))
+                    offset = builder.add(builder.mul(builder.add(row, const(a)), out_row), builder.add(k, const(b)))
+                    builder.store(total, builder.gep(out_ary.data, [offset]))
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return weighted_sums
+
+
+# 4 rows x 3 offsets: 12 accumulators (of 16 vector registers), enough independent
+# chains to hide the multiply-add latency; 7 loads per 12 multiply-adds
+_weighted_sums_4x3 = _make_weighted_sum_kernel(4, 3)
+_weighted_sums_4x1 = _make_weighted_sum_kernel(4, 1)
+_weighted_sums_1x3 = _make_weighted_sum_kernel(1, 3)
+_weighted_sums_1x1 = _make_weighted_sum_kernel(1, 1)
 
 
 @njit(fastmath=True)
-def _weighted_row_sums(weights, nb, patches_t, j0, shift, out):
-    """``out[k] += sum_j weights[j] (patches_t[k, j0 + j] - shift[k])`` for every offset ``k``.
-
-    Four offsets per pass over the weights (one load of a weight serves four products).
-    """
+def _weighted_row_sums(weights, row, four, patches_t, j0, n_vectors, out):
+    """``out[row + a, k] = sum_j weights[row + a, j] patches_t[k, j0 + j]`` for every offset
+    ``k``, over the first ``n_vectors`` SIMD vectors of patches; rows ``a < 4`` if
+    ``four`` else ``a = 0``."""
     n_offsets = patches_t.shape[0]
-    zero = weights.dtype.type(0)
-    w = weights[:nb]
     k = 0
-    while k + 4 <= n_offsets:
-        p0 = patches_t[k, j0:j0 + nb]
-        p1 = patches_t[k + 1, j0:j0 + nb]
-        p2 = patches_t[k + 2, j0:j0 + nb]
-        p3 = patches_t[k + 3, j0:j0 + nb]
-        s0 = shift[k]
-        s1 = shift[k + 1]
-        s2 = shift[k + 2]
-        s3 = shift[k + 3]
-        a0 = zero
-        a1 = zero
-        a2 = zero
-        a3 = zero
-        for j in range(nb):
-            a0 += w[j] * (p0[j] - s0)
-            a1 += w[j] * (p1[j] - s1)
-            a2 += w[j] * (p2[j] - s2)
-            a3 += w[j] * (p3[j] - s3)
-        out[k] += a0
-        out[k + 1] += a1
-        out[k + 2] += a2
-        out[k + 3] += a3
-        k += 4
-    while k < n_offsets:
-        p0 = patches_t[k, j0:j0 + nb]
-        s0 = shift[k]
-        a0 = zero
-        for j in range(nb):
-            a0 += w[j] * (p0[j] - s0)
-        out[k] += a0
-        k += 1
+    if four:
+        while k + 3 <= n_offsets:
+            _weighted_sums_4x3(weights, row, patches_t, j0, n_vectors, k, out)
+            k += 3
+        while k < n_offsets:
+            _weighted_sums_4x1(weights, row, patches_t, j0, n_vectors, k, out)
+            k += 1
+    else:
+        while k + 3 <= n_offsets:
+            _weighted_sums_1x3(weights, row, patches_t, j0, n_vectors, k, out)
+            k += 3
+        while k < n_offsets:
+            _weighted_sums_1x1(weights, row, patches_t, j0, n_vectors, k, out)
+            k += 1
+
+
+@njit(fastmath=True)
+def _recentre_moments(state, n_offsets, factor, shift):
+    """Rescale ``state = (W, S, R_0.., Q_0..)`` by ``factor`` and move its reference
+    centre value from ``c*`` to ``c*'`` with ``shift = c* - c*'`` (exact algebra:
+    ``S' = S + shift W``, ``Q'_r = Q_r + shift R_r``)."""
+    for i in range(2 + 2 * n_offsets):
+        state[i] *= factor
+    state[1] += shift * state[0]
+    for k in range(n_offsets):
+        state[2 + n_offsets + k] += shift * state[2 + k]
+
+
+@njit(fastmath=True)
+def _moments_raise_max(logits, nb, centre, j0, slot, log_max, reference, sums):
+    """Fold a block's maximum into query ``slot``'s running maximum and reference.
+
+    ``sums[slot, 0] == 0`` marks "no block seen yet" (then ``W >= 1``). When the block
+    holds a new maximum, its patch becomes the reference: the first one attaining it.
+    """
+    block_max = _leading_max(logits, nb)
+    first = sums[slot, 0] == 0.0
+    if first or block_max > log_max[slot]:
+        j = 0
+        while j < nb - 1 and logits[j] != block_max:
+            j += 1
+        new_reference = float(centre[j0 + j])
+        if not first:
+            n_offsets = (sums.shape[1] - 2) // 2
+            _recentre_moments(sums[slot], n_offsets, math.exp(log_max[slot] - block_max),
+                              reference[slot] - new_reference)
+        reference[slot] = new_reference
+        log_max[slot] = block_max
+
+
+@njit(fastmath=True)
+def _moments_weights(weights, shifted, nb, padded, centre, log_max, reference, state):
+    """Logits -> ``w = exp(l - M)`` in place, ``shifted = w (phi(0) - c*)``; both zero
+    from ``nb`` to ``padded`` (whole vectors for the weighted sums). Adds ``sum w`` and
+    ``sum shifted`` to ``state[0]``, ``state[1]``."""
+    zero = weights.dtype.type(0)
+    total = zero
+    total_shifted = zero
+    for j in range(nb):
+        w = exp_nonpositive(weights[j] - log_max)
+        u = w * (centre[j] - reference)
+        weights[j] = w
+        shifted[j] = u
+        total += w
+        total_shifted += u
+    for j in range(nb, padded):
+        weights[j] = zero
+        shifted[j] = zero
+    state[0] += total
+    state[1] += total_shifted
 
 
 @njit(fastmath=True)
@@ -795,64 +935,50 @@ def _moments_tile(queries, q_start, q_stop, panels, patches_t, centre, bias, j_s
                   scale, direct, block, patch_mean, centre_cov):
     """Posterior mean patch and ``Cov_w[phi(0), phi(r)]`` of queries ``q_start .. q_stop``.
 
-    Pass 1 streams ``sum w`` and ``sum w phi(r)`` (rescaled when the maximum rises).
-    Pass 2 recomputes the weights with the final maximum and accumulates
-    ``sum w (phi(0) - mean(0)) (phi(r) - mean(r))``: the centred two-pass formula has
-    no cancellation when the posterior is concentrated (low noise). ``patches_t`` is
-    the packed patch set transposed, ``(K, n_packed)``.
+    One pass over the patches (section comment above): each block's logits are
+    computed once, four queries at a time; their weights ``w`` and ``w (phi(0) - c*)``
+    (rows ``a`` and ``4 + a`` of one buffer) are summed against the block's patches by
+    the register-blocked weighted-sum kernel. Sums over a block are in the patch
+    dtype, across blocks in float64. ``patches_t`` is the packed patch set transposed,
+    ``(K, n_packed)``.
     """
     n_offsets = panels.shape[1]
     n = q_stop - q_start
     dtype = panels.dtype
+    lanes = 32 // panels.itemsize
     ys = _scaled_queries(queries, q_start, q_stop, scale, direct)
-    buffer = np.empty((4, block), dtype=dtype)
+    buffer = np.empty((8, block), dtype=dtype)
+    block_sums = np.empty((8, n_offsets), dtype=dtype)
     log_max = np.zeros(n)
-    sums = np.zeros((n, n_offsets + 1))  # [sum w, sum w phi(r) for each r]
+    reference = np.zeros(n)
+    sums = np.zeros((n, 2 + 2 * n_offsets))  # (W, S, R_r, Q_r) per query
     minus_half_scale = dtype.type(-0.5) * scale
-    zero = dtype.type(0)
-    no_shift = np.zeros(n_offsets, dtype=dtype)
     for j0 in range(j_start, j_stop, block):
         nb = min(block, j_stop - j0)
-        t = 0
-        while t < n:
-            rows = 4 if t + 4 <= n else 1
-            _tile_logits(panels, ys, t, rows == 4, bias, j0, nb, direct, minus_half_scale, buffer)
-            for a in range(rows):
-                weights = buffer[a]
-                _raise_running_max(weights, nb, t + a, log_max, sums, n_offsets + 1)
-                reference = dtype.type(log_max[t + a])
-                total = zero
-                for j in range(nb):
-                    w = exp_nonpositive(weights[j] - reference)
-                    weights[j] = w
-                    total += w
-                sums[t + a, 0] += total
-                _weighted_row_sums(weights, nb, patches_t, j0, no_shift, sums[t + a, 1:])
-            t += rows
-    means = np.empty((n, n_offsets), dtype=dtype)
-    for t in range(n):
-        for k in range(n_offsets):
-            means[t, k] = sums[t, k + 1] / sums[t, 0]
-            patch_mean[q_start + t, k] = means[t, k]
-    cov = np.zeros((n, n_offsets))
-    for j0 in range(j_start, j_stop, block):
-        nb = min(block, j_stop - j0)
+        n_vectors = (nb + lanes - 1) // lanes  # past nb: packing gaps, weight 0
         c = centre[j0:j0 + nb]
         t = 0
         while t < n:
             rows = 4 if t + 4 <= n else 1
             _tile_logits(panels, ys, t, rows == 4, bias, j0, nb, direct, minus_half_scale, buffer)
             for a in range(rows):
-                weights = buffer[a]
-                reference = dtype.type(log_max[t + a])
-                mean0 = means[t + a, 0]
-                for j in range(nb):
-                    weights[j] = exp_nonpositive(weights[j] - reference) * (c[j] - mean0)
-                _weighted_row_sums(weights, nb, patches_t, j0, means[t + a], cov[t + a])
+                _moments_raise_max(buffer[a], nb, centre, j0, t + a, log_max, reference, sums)
+                _moments_weights(buffer[a], buffer[4 + a], nb, n_vectors * lanes, c,
+                                 dtype.type(log_max[t + a]), dtype.type(reference[t + a]), sums[t + a])
+            _weighted_row_sums(buffer, 0, rows == 4, patches_t, j0, n_vectors, block_sums)
+            _weighted_row_sums(buffer, 4, rows == 4, patches_t, j0, n_vectors, block_sums)
+            for a in range(rows):
+                for k in range(n_offsets):
+                    sums[t + a, 2 + k] += block_sums[a, k]
+                    sums[t + a, 2 + n_offsets + k] += block_sums[4 + a, k]
             t += rows
     for t in range(n):
+        total = sums[t, 0]
+        centre_offset = sums[t, 1] / total  # E_w[phi(0)] - c*
         for k in range(n_offsets):
-            centre_cov[q_start + t, k] = cov[t, k] / sums[t, 0]
+            mean = sums[t, 2 + k] / total
+            patch_mean[q_start + t, k] = mean
+            centre_cov[q_start + t, k] = sums[t, 2 + n_offsets + k] / total - centre_offset * mean
 
 
 @njit(fastmath=True)
