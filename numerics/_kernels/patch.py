@@ -27,9 +27,10 @@ block's weights ``exp(l - max) <= 1`` are summed. Nothing overflows, and nothing
 underflows to 0/0 because the largest weight is exactly 1.
 
 The exponential is a polynomial (:func:`exp_nonpositive`) that LLVM vectorizes; the
-library ``exp`` would be a scalar call. Two pieces are written directly as LLVM vector
+library ``exp`` would be a scalar call. Three pieces are written directly as LLVM vector
 code (``numba.extending.intrinsic``) because the loop vectorizer does not produce them
-from scalar Python: the micro-kernel and the maximum of a buffer. All kernels are
+from scalar Python: the micro-kernel, the maximum of a buffer, and the weighted sums of
+the posterior moments. All kernels are
 compiled with ``fastmath``: they are NaN-safe because the public layer rejects
 non-finite inputs and no kernel uses infinities (the running maximum starts from the
 first block, not from ``-inf``).
@@ -756,8 +757,11 @@ def denoise_pruned_parallel(queries, chunk_queries, query_group, group_blocks, b
 # maximum (weight exactly 1), so that patch adds nothing to ``S`` or ``Q``. When the
 # posterior is concentrated on it (low noise) the covariance is small, but so are
 # ``S`` and ``Q``: both subtracted terms are at most ``E_w|phi(0) - c*| max|phi|``,
-# so the cancellation costs a factor ``max|phi| / |phi(r) - mean(r)|`` (the rounding
-# of ``phi(r) - mean(r)`` itself), never one growing as the weights concentrate.
+# so the cancellation costs about a factor ``max|phi| / |phi(r) - mean(r)|`` (as the
+# rounding of ``phi(r) - mean(r)`` itself would), never one that grows as the weights
+# concentrate. (Uncentred sums would lose ``max|phi|^2 / Cov``, and a two-pass sum
+# centred on the rounded mean loses ``u |mean| / Cov`` when the heaviest patches share
+# ``phi(0)``: both unbounded at low noise.)
 # When a block raises the maximum, the sums are rescaled by ``exp(M - M')`` and moved
 # to the new reference exactly: ``S' = S + (c* - c*') W``, ``Q'_r = Q_r + (c* - c*') R_r``.
 
@@ -774,8 +778,8 @@ def _make_weighted_sum_kernel(n_rows: int, n_offsets: int):
     n_offsets`` accumulators are vectors along the patches, held in registers for the
     whole block (per vector of patches: ``n_offsets + n_rows`` loads, ``n_rows *
     n_offsets`` multiply-adds) and summed across lanes once, in lane order; written as
-    LLVM vector code because the loop vectorizer does not keep several reductions in
-    registers at once.
+    LLVM vector code to fix that register blocking (for scalar loops the vectorizer
+    picks its own).
     """
 
     @intrinsic
@@ -831,9 +835,11 @@ def _make_weighted_sum_kernel(n_rows: int, n_offsets: int):
             for a in range(n_rows):
                 for b in range(n_offsets):
                     accumulator = builder.load(slots[a, b])
-                    total = builder.extract_element(accumulator, ir.Constant(ir.IntType(32), 0))
-                    for lane in range(1, lanes):
-                        total = builder.fadd(total, builder.extract_element(accumulator, ir.Constant(ir.IntType(32), lane)))
+                    lane_values = [builder.extract_element(accumulator, ir.Constant(ir.IntType(32), lane))
+                                   for lane in range(lanes)]
+                    total = lane_values[0]
+                    for value in lane_values[1:]:
+                        total = builder.fadd(total, value)
                     offset = builder.add(builder.mul(builder.add(row, const(a)), out_row), builder.add(k, const(b)))
                     builder.store(total, builder.gep(out_ary.data, [offset]))
             return context.get_dummy_value()
@@ -844,40 +850,44 @@ def _make_weighted_sum_kernel(n_rows: int, n_offsets: int):
 
 
 # 4 rows x 3 offsets: 12 accumulators (of 16 vector registers), enough independent
-# chains to hide the multiply-add latency; 7 loads per 12 multiply-adds
+# chains to hide the multiply-add latency, 7 loads per 12 multiply-adds; the leftover
+# offsets take all 8 rows at once (8 chains, not 4)
 _weighted_sums_4x3 = _make_weighted_sum_kernel(4, 3)
-_weighted_sums_4x1 = _make_weighted_sum_kernel(4, 1)
+_weighted_sums_8x1 = _make_weighted_sum_kernel(8, 1)
 _weighted_sums_1x3 = _make_weighted_sum_kernel(1, 3)
 _weighted_sums_1x1 = _make_weighted_sum_kernel(1, 1)
 
 
 @njit(fastmath=True)
-def _weighted_row_sums(weights, row, four, patches_t, j0, n_vectors, out):
-    """``out[row + a, k] = sum_j weights[row + a, j] patches_t[k, j0 + j]`` for every offset
-    ``k``, over the first ``n_vectors`` SIMD vectors of patches; rows ``a < 4`` if
-    ``four`` else ``a = 0``."""
+def _weighted_row_sums(weights, four, patches_t, j0, n_vectors, out):
+    """``out[a, k] = sum_j weights[a, j] patches_t[k, j0 + j]`` for every offset ``k``,
+    over the first ``n_vectors`` SIMD vectors of patches, for the rows ``a`` of four
+    queries (``0 .. 7``) if ``four``, else of one (``0`` and ``4``)."""
     n_offsets = patches_t.shape[0]
     k = 0
     if four:
         while k + 3 <= n_offsets:
-            _weighted_sums_4x3(weights, row, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_4x3(weights, 0, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_4x3(weights, 4, patches_t, j0, n_vectors, k, out)
             k += 3
         while k < n_offsets:
-            _weighted_sums_4x1(weights, row, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_8x1(weights, 0, patches_t, j0, n_vectors, k, out)
             k += 1
     else:
         while k + 3 <= n_offsets:
-            _weighted_sums_1x3(weights, row, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_1x3(weights, 0, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_1x3(weights, 4, patches_t, j0, n_vectors, k, out)
             k += 3
         while k < n_offsets:
-            _weighted_sums_1x1(weights, row, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_1x1(weights, 0, patches_t, j0, n_vectors, k, out)
+            _weighted_sums_1x1(weights, 4, patches_t, j0, n_vectors, k, out)
             k += 1
 
 
 @njit(fastmath=True)
 def _recentre_moments(state, n_offsets, factor, shift):
     """Rescale ``state = (W, S, R_0.., Q_0..)`` by ``factor`` and move its reference
-    centre value from ``c*`` to ``c*'`` with ``shift = c* - c*'`` (exact algebra:
+    centre value from ``c*`` to ``c*'``, ``shift = c* - c*'`` (exact algebra:
     ``S' = S + shift W``, ``Q'_r = Q_r + shift R_r``)."""
     for i in range(2 + 2 * n_offsets):
         state[i] *= factor
@@ -890,8 +900,11 @@ def _recentre_moments(state, n_offsets, factor, shift):
 def _moments_raise_max(logits, nb, centre, j0, slot, log_max, reference, sums):
     """Fold a block's maximum into query ``slot``'s running maximum and reference.
 
-    ``sums[slot, 0] == 0`` marks "no block seen yet" (then ``W >= 1``). When the block
-    holds a new maximum, its patch becomes the reference: the first one attaining it.
+    ``sums[slot, 0] == 0`` marks "no block seen yet" (after one, ``W >= 1``). A block
+    holding a new maximum makes its first patch attaining it the reference. Returns
+    False when every weight of the block is exactly 0 (its largest log weight is below
+    the maximum by more than the floor of :func:`exp_nonpositive`): such a block adds
+    nothing, and is skipped.
     """
     block_max = _leading_max(logits, nb)
     first = sums[slot, 0] == 0.0
@@ -906,6 +919,10 @@ def _moments_raise_max(logits, nb, centre, j0, slot, log_max, reference, sums):
                               reference[slot] - new_reference)
         reference[slot] = new_reference
         log_max[slot] = block_max
+        return True
+    floor = _EXP64_FLOOR if logits.itemsize == 8 else _EXP32_FLOOR
+    # the same difference as the weights' exponent; l <= block_max, rounding is monotone
+    return block_max - logits.dtype.type(log_max[slot]) >= floor
 
 
 @njit(fastmath=True)
@@ -935,11 +952,11 @@ def _moments_tile(queries, q_start, q_stop, panels, patches_t, centre, bias, j_s
                   scale, direct, block, patch_mean, centre_cov):
     """Posterior mean patch and ``Cov_w[phi(0), phi(r)]`` of queries ``q_start .. q_stop``.
 
-    One pass over the patches (section comment above): each block's logits are
-    computed once, four queries at a time; their weights ``w`` and ``w (phi(0) - c*)``
-    (rows ``a`` and ``4 + a`` of one buffer) are summed against the block's patches by
-    the register-blocked weighted-sum kernel. Sums over a block are in the patch
-    dtype, across blocks in float64. ``patches_t`` is the packed patch set transposed,
+    One pass over the patches (section comment above): a block's logits are computed
+    once, four queries at a time; their weights ``w`` and ``w (phi(0) - c*)`` (rows
+    ``a`` and ``4 + a`` of one buffer) are summed against the block's patches by the
+    register-blocked weighted-sum kernel. Sums over a block are in the patch dtype,
+    across blocks in float64. ``patches_t`` is the packed patch set transposed,
     ``(K, n_packed)``.
     """
     n_offsets = panels.shape[1]
@@ -951,26 +968,33 @@ def _moments_tile(queries, q_start, q_stop, panels, patches_t, centre, bias, j_s
     block_sums = np.empty((8, n_offsets), dtype=dtype)
     log_max = np.zeros(n)
     reference = np.zeros(n)
-    sums = np.zeros((n, 2 + 2 * n_offsets))  # (W, S, R_r, Q_r) per query
+    sums = np.zeros((n, 2 + 2 * n_offsets))  # (W, S, R_r, Q_r) of each query
     minus_half_scale = dtype.type(-0.5) * scale
+    zero = dtype.type(0)
     for j0 in range(j_start, j_stop, block):
         nb = min(block, j_stop - j0)
-        n_vectors = (nb + lanes - 1) // lanes  # past nb: packing gaps, weight 0
+        n_vectors = (nb + lanes - 1) // lanes  # past nb: packing gaps, given weight 0
+        padded = n_vectors * lanes
         c = centre[j0:j0 + nb]
         t = 0
         while t < n:
             rows = 4 if t + 4 <= n else 1
             _tile_logits(panels, ys, t, rows == 4, bias, j0, nb, direct, minus_half_scale, buffer)
+            live = 0
             for a in range(rows):
-                _moments_raise_max(buffer[a], nb, centre, j0, t + a, log_max, reference, sums)
-                _moments_weights(buffer[a], buffer[4 + a], nb, n_vectors * lanes, c,
-                                 dtype.type(log_max[t + a]), dtype.type(reference[t + a]), sums[t + a])
-            _weighted_row_sums(buffer, 0, rows == 4, patches_t, j0, n_vectors, block_sums)
-            _weighted_row_sums(buffer, 4, rows == 4, patches_t, j0, n_vectors, block_sums)
-            for a in range(rows):
-                for k in range(n_offsets):
-                    sums[t + a, 2 + k] += block_sums[a, k]
-                    sums[t + a, 2 + n_offsets + k] += block_sums[4 + a, k]
+                if _moments_raise_max(buffer[a], nb, centre, j0, t + a, log_max, reference, sums):
+                    _moments_weights(buffer[a], buffer[4 + a], nb, padded, c, dtype.type(log_max[t + a]),
+                                     dtype.type(reference[t + a]), sums[t + a])
+                    live += 1
+                else:
+                    buffer[a, :padded] = zero
+                    buffer[4 + a, :padded] = zero
+            if live > 0:
+                _weighted_row_sums(buffer, rows == 4, patches_t, j0, n_vectors, block_sums)
+                for a in range(rows):
+                    for k in range(n_offsets):
+                        sums[t + a, 2 + k] += block_sums[a, k]
+                        sums[t + a, 2 + n_offsets + k] += block_sums[4 + a, k]
             t += rows
     for t in range(n):
         total = sums[t, 0]
@@ -982,10 +1006,18 @@ def _moments_tile(queries, q_start, q_stop, panels, patches_t, centre, bias, j_s
 
 
 @njit(fastmath=True)
+def _check_moments_layout(queries, panels, patches_t, bias, centre):
+    """The weighted-sum kernel reads ``patches_t`` without bounds checks, as well."""
+    _check_layout(queries, panels, bias, centre)
+    if patches_t.shape[0] != panels.shape[1] or patches_t.shape[1] != bias.size:
+        raise ValueError("patches_t must be (K, n_panels * panel_width(dtype))")
+
+
+@njit(fastmath=True)
 def moments_serial(queries, tile_queries, tile_patches, panels, patches_t, centre, bias, scale,
                    direct, block, patch_mean, centre_cov):
     """Posterior moments of every query (see :func:`_moments_tile`), one thread."""
-    _check_layout(queries, panels, bias, centre)
+    _check_moments_layout(queries, panels, patches_t, bias, centre)
     for tile in range(tile_queries.size - 1):
         _moments_tile(queries, tile_queries[tile], tile_queries[tile + 1], panels, patches_t, centre,
                       bias, tile_patches[tile, 0], tile_patches[tile, 1], scale, direct, block,
@@ -996,7 +1028,7 @@ def moments_serial(queries, tile_queries, tile_patches, panels, patches_t, centr
 def moments_parallel(queries, tile_queries, tile_patches, panels, patches_t, centre, bias, scale,
                      direct, block, patch_mean, centre_cov):
     """:func:`moments_serial` with the tiles spread over threads."""
-    _check_layout(queries, panels, bias, centre)
+    _check_moments_layout(queries, panels, patches_t, bias, centre)
     for tile in prange(tile_queries.size - 1):
         _moments_tile(queries, tile_queries[tile], tile_queries[tile + 1], panels, patches_t, centre,
                       bias, tile_patches[tile, 0], tile_patches[tile, 1], scale, direct, block,

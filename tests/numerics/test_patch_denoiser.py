@@ -417,6 +417,210 @@ def test_empty_batch_and_shared_arrays_between_backends():
 
 
 # --------------------------------------------------------------------------------------
+# posterior moments: the one-pass kernel (numba)
+# --------------------------------------------------------------------------------------
+
+
+def test_recentring_algebra_is_exact():
+    # the stream keeps W = sum w, S = sum w d, R_r = sum w phi(r), Q_r = sum w d phi(r),
+    # d = phi(0) - c*; check symbolically that moving c* and rescaling the weights is
+    # exact, and that Q/W - (S/W)(R/W) is the covariance whatever c*
+    import sympy as sp
+    w = sp.symbols("w1:4", positive=True)
+    centre = sp.symbols("c1:4", real=True)
+    other = sp.symbols("p1:4", real=True)  # phi(r) of the three patches
+    old, new, factor = sp.symbols("a b f", real=True)
+
+    def state(weights, reference):
+        return (sum(weights), sum(wj * (cj - reference) for wj, cj in zip(weights, centre)),
+                sum(wj * pj for wj, pj in zip(weights, other)),
+                sum(wj * (cj - reference) * pj for wj, cj, pj in zip(weights, centre, other)))
+
+    total, shifted, raw, cross = state(w, old)
+    expected = state([factor * wj for wj in w], new)
+    moved = (factor * total, factor * shifted + (old - new) * factor * total, factor * raw,
+             factor * cross + (old - new) * factor * raw)
+    for a, b in zip(moved, expected):
+        assert sp.expand(a - b) == 0
+    mean_c = sum(wj * cj for wj, cj in zip(w, centre)) / total
+    mean_p = raw / total
+    covariance = sum(wj * (cj - mean_c) * (pj - mean_p) for wj, cj, pj in zip(w, centre, other)) / total
+    assert sp.simplify(cross / total - (shifted / total) * (raw / total) - covariance) == 0
+
+
+def test_recentre_kernel_matches_direct_sums():
+    kernels = pytest.importorskip("diffcrit.numerics._kernels.patch")
+    rng = np.random.default_rng(20)
+    n_offsets = 5
+    weights = rng.random(40)
+    patches = rng.standard_normal((40, n_offsets))
+
+    def state(w, reference):
+        d = patches[:, 0] - reference
+        return np.concatenate([[w.sum(), w @ d], w @ patches, (w * d) @ patches])
+
+    old, new, factor = patches[3, 0], patches[17, 0], 0.37
+    moved = state(weights, old)
+    kernels._recentre_moments(moved, n_offsets, factor, old - new)
+    # sums of 40 terms of O(1) products, recomputed in another order: a few 1e-15
+    np.testing.assert_allclose(moved, state(factor * weights, new), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("four", [True, False])
+@pytest.mark.parametrize("n_offsets", [1, 2, 3, 4, 7])  # 3-offset groups and leftovers
+def test_weighted_row_sums_match_exact_sums(dtype, four, n_offsets):
+    from fractions import Fraction
+
+    kernels = pytest.importorskip("diffcrit.numerics._kernels.patch")
+    rng = np.random.default_rng(21)
+    lanes = 32 // np.dtype(dtype).itemsize
+    weights = rng.standard_normal((8, 64)).astype(dtype)
+    patches_t = rng.standard_normal((n_offsets, 96)).astype(dtype)
+    j0, n_vectors = 16, 5
+    out = np.full((8, n_offsets), np.nan, dtype=dtype)
+    kernels._weighted_row_sums(weights, four, patches_t, j0, n_vectors, out)
+    n = n_vectors * lanes
+    unit = np.finfo(dtype).eps / 2
+    for a in (range(8) if four else (0, 4)):
+        for k in range(n_offsets):
+            w = weights[a, :n].astype(np.float64)
+            p = patches_t[k, j0:j0 + n].astype(np.float64)
+            exact = float(sum(Fraction(x) * Fraction(y) for x, y in zip(w, p)))
+            # a dot product of n terms in any order: |error| <= gamma_n sum|w p|, gamma_n ~ n u
+            assert abs(float(out[a, k]) - exact) <= (n + 2) * unit * np.sum(np.abs(w * p))
+    if not four:  # rows of the other three queries are not touched
+        assert np.all(np.isnan(out[[1, 2, 3, 5, 6, 7]]))
+
+
+def _exact_moments(model, field, s):
+    """Posterior moments of every pixel in 50-digit arithmetic from the float64 inputs.
+
+    Returns the mean patch, ``Cov_w[phi(0), phi(r)]``, ``E_w|phi(0) - c*|`` (``c*``
+    the centre of the heaviest patch) and the largest ``|log weight|`` of the patches
+    that feed the covariance (weight > 1e-30, ``phi(0) != c*``; 0 if none), per pixel.
+    """
+    import mpmath
+
+    index = pd._window_index(field.shape, model.offsets)
+    flat = field.ravel()
+    n_offsets = model.window_size
+    mean = np.empty((len(flat), n_offsets))
+    cov = np.empty_like(mean)
+    spread = np.empty(len(flat))
+    largest_logit = np.zeros(len(flat))
+    with mpmath.workdps(50):
+        patches = [[mpmath.mpf(float(v)) for v in row] for row in model.patches]
+        log_m = [mpmath.log(int(m)) for m in model.multiplicity]
+        two_s2 = 2 * mpmath.mpf(s) ** 2
+        for i in range(len(flat)):
+            query = [mpmath.mpf(float(flat[k])) for k in index[i]]
+            logits = [lm - mpmath.fsum((q - p) ** 2 for q, p in zip(query, row)) / two_s2
+                      for lm, row in zip(log_m, patches)]
+            top = max(range(len(logits)), key=lambda j: logits[j])
+            w = [mpmath.exp(lj - logits[top]) for lj in logits]
+            total = mpmath.fsum(w)
+            m = [mpmath.fsum(wj * row[k] for wj, row in zip(w, patches)) / total for k in range(n_offsets)]
+            mean[i] = [float(v) for v in m]
+            cov[i] = [float(mpmath.fsum(wj * (row[0] - m[0]) * (row[k] - m[k]) for wj, row in zip(w, patches)) / total)
+                      for k in range(n_offsets)]
+            spread[i] = float(mpmath.fsum(wj * abs(row[0] - patches[top][0]) for wj, row in zip(w, patches)) / total)
+            feeding = [abs(lj) for lj, wj, row in zip(logits, w, patches)
+                       if wj > mpmath.mpf("1e-30") and row[0] != patches[top][0]]
+            largest_logit[i] = float(max(feeding, default=0))
+    shape = (*field.shape, n_offsets)
+    return mean.reshape(shape), cov.reshape(shape), spread.reshape(field.shape), largest_logit
+
+
+@pytest.mark.parametrize("block", ["default", "one panel"])
+@pytest.mark.parametrize("s", [1e-3, 1e-2, 0.05])
+def test_moments_at_low_noise_match_exact_arithmetic(s, block, monkeypatch):
+    # two training images A and B = A + s delta; A's values are 3 apart, so each window
+    # of y = A + 0.1 s delta lies between the windows a, b of A and B at its position
+    # and >= 2 away from all others (log weights < -800: exactly 0 in float64). delta
+    # is 0 at even pixels, 5 .. 9 in size at odd ones. Windows centred at odd pixels:
+    # the posterior sits on a, b has log weight -0.4 delta^2 ~ -10 .. -32, and
+    # Cov ~ 1e-3 .. 1e-12 of s^2. Centred at even pixels: phi_a(0) = phi_b(0), Cov = 0.
+    if block == "one panel":  # a block per 8 patches: many re-centrings and skipped blocks
+        monkeypatch.setattr(pd, "_BLOCK_PATCHES", 8)
+    rng = np.random.default_rng(22)
+    image = 3.0 * rng.permutation(16) - 22.5
+    delta = rng.choice([-1.0, 1.0], 16) * rng.uniform(5.0, 9.0, 16)
+    delta[::2] = 0.0
+    images = np.stack([image, image + s * delta])
+    model = PatchDenoiser(images, 3)
+    field = image + 0.1 * s * delta
+    moments = model.posterior_moments(field, s)
+    mean, cov, spread, largest_logit = _exact_moments(model, field, s)
+    # concentrated, as intended (an even split of a and b would give Cov ~ 10 s^2)
+    row_scale = np.abs(cov).max(axis=-1)
+    assert np.all(row_scale < 1e-2 * s**2)
+    assert np.any((row_scale > 0) & (row_scale < 1e-8 * s**2))
+    phi_max = np.abs(model.patches).max()
+    # error of the one-pass formula (kernel section comment), relative to
+    # E_w|phi(0) - c*| max|phi|: the sums of n = 32 terms, (n + 3) u ~ 4e-15 each, and
+    # the rounding of the log weights, (K + 3) u |l| <= 2.2e-14 of a weight for |l| <= 33,
+    # moving Cov by <= 8 times that: < 2e-13 in all; 1e-12 leaves a margin of 5. Plus
+    # the reference's own rounding at 50 digits (where a and b share phi(0), Cov = 0)
+    assert np.all(largest_logit <= 33)
+    bound = 1e-12 * spread * phi_max + 1e-45 * phi_max**2
+    assert np.all(np.abs(moments.centre_covariance - cov) <= bound[..., None])
+    # the bound has teeth: the uncentred one-pass formula E[phi(0) phi(r)] - E[phi(0)] E[phi(r)]
+    # in float64, even from these exact weights, misses it by orders of magnitude
+    windows = field[pd._window_index(field.shape, model.offsets)]
+    patches = model.patches
+    for i in np.nonzero(spread > 0)[0]:
+        w = pd._twin_weights(windows[i], patches, model.multiplicity, s)
+        uncentred = (w * patches[:, 0]) @ patches - (w @ patches[:, 0]) * (w @ patches)
+        assert np.max(np.abs(uncentred - cov[i]) / bound[i]) > 100
+    # the mean: the same sums and weights, relative to max|phi|
+    np.testing.assert_allclose(moments.patch_mean, mean, rtol=0, atol=1e-12 * phi_max)
+
+
+@pytest.mark.parametrize("case", ["1d-equivariant-w3", "2d-local-w3", "2d-equivariant-plus-window"])
+@pytest.mark.parametrize("s", [1e-4, 1e-2, 1.0, 1e4])
+def test_moments_with_one_panel_blocks_agree_with_twin(case, s, monkeypatch):
+    # a block per panel: the running maximum rises, and the reference moves, many times
+    monkeypatch.setattr(pd, "_BLOCK_PATCHES", 8)
+    model, fields, _, expected = _reference(case, s)
+    result = model.with_backend("numba").posterior_moments(fields, s)
+    np.testing.assert_allclose(result.patch_mean, expected.patch_mean, rtol=0, atol=AGREE)
+    np.testing.assert_allclose(result.centre_covariance, expected.centre_covariance, rtol=0, atol=AGREE)
+
+
+def test_float32_moments_agree_with_float64_within_rounding_bound():
+    images = _ternary_images((8, 8), 6, 23)  # values in {-1, 0, 1}: exact in float32
+    model32 = PatchDenoiser(images, 3, dtype=np.float32)
+    model64 = PatchDenoiser(images, 3, backend="numpy")
+    field = np.random.default_rng(24).standard_normal((8, 8)).astype(np.float32)
+    unit = 2.0**-24
+    n_sums = model32.n_distinct_patches
+    assert n_sums <= pd._BLOCK_PATCHES  # one block: each float32 sum has n_sums terms
+    queries = model32._queries(field[None])[0].astype(np.float64)
+    for s in (0.3, 1.0, 10.0):
+        result = model32.posterior_moments(field, s)
+        assert result.centre_covariance.dtype == np.float32
+        expected = model64.posterior_moments(field.astype(np.float64), s)
+        scale = 1 / s**2
+        y_max = np.sqrt(np.max(np.sum(queries**2, axis=1)))
+        p_max = model32._max_patch_norm
+        if model32._use_direct_form(queries, scale):
+            form = model32.window_size * unit * scale * (y_max + p_max) ** 2 / 2
+        else:
+            form = model32.expanded_form_error_bound(queries, scale)
+        # float32 exp: 5e-7 + 6e-8 |x| relative (test_exp_polynomial_accuracy), |x| <= 87
+        weights = form + 5e-7 + 6e-8 * 87
+        # weights perturbed by a factor exp(+-e) move the normalized ones by <= 2e: the mean
+        # by <= 2e range(phi) = 4e, Cov by <= 2e sum w |phi(0) - m0||phi(r) - m_r| <= 8e.
+        # The float32 sums W, S, R_r, Q_r (n terms, each within n u of the sum of |terms|,
+        # |phi(0) - c*| <= 2) give <= 10 n u in Cov, 2 n u in the mean; plus output roundings
+        np.testing.assert_allclose(result.patch_mean, expected.patch_mean, rtol=0,
+                                   atol=4 * weights + 2 * n_sums * unit + 2 * unit)
+        np.testing.assert_allclose(result.centre_covariance, expected.centre_covariance, rtol=0,
+                                   atol=8 * weights + 10 * n_sums * unit + 4 * unit)
+
+
+# --------------------------------------------------------------------------------------
 # description and bad input
 # --------------------------------------------------------------------------------------
 
