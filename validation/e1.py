@@ -887,6 +887,8 @@ def _arrays(result: E1Result, prefix: str = "") -> dict:
     for level, pred in result.predictions.items():
         out[f"theory_{level}_kappa"] = pred.kappa
         out[f"theory_{level}_gamma_min"] = pred.gamma_min
+        if pred.kappa_stderr is not None:
+            out[f"theory_{level}_kappa_stderr"] = pred.kappa_stderr
         if pred.xi_2 is not None:
             out[f"theory_{level}_xi_2"] = pred.xi_2
     return {prefix + k: np.asarray(v) for k, v in out.items()}

@@ -203,6 +203,9 @@ def test_cli_json_contract(tmp_path, capsys):
         assert (out / name).is_file(), name
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["n"] == 16 and len(saved["s"]) == 6
+    with np.load(out / "arrays.npz") as arrays:  # the marginal level's Monte Carlo error travels with it
+        assert arrays["theory_marginal_kappa_stderr"].shape == arrays["theory_marginal_kappa"].shape
+        assert "theory_moment_kappa_stderr" not in arrays
 
 
 @pytest.mark.parametrize("extra, message", [
