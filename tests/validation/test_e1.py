@@ -111,6 +111,14 @@ def test_run_structure(tiny_result):
             assert low <= pred.s_c <= high
     assert r.comparisons["moment"]["predicted_s_c_interval"] is None  # exact level: no Monte Carlo error
     assert r.comparisons["marginal"]["predicted_s_c_interval"] is not None
+    sc = r.self_consistent
+    assert sc["kappa_max"].shape == (n_s,) and sc["n_samples"] == 16
+    # at s_max >> data scale J ~ C_W / s^2 whatever the state: the softening over the
+    # model's own samples equals the measured one up to the O(range / s_max) tilt
+    assert sc["kappa_max"][0] == pytest.approx(r.kappa_max.values[0], rel=0.1)
+    approach = r.s >= r.min_gamma["s"]
+    rms = np.sqrt(np.mean((sc["kappa_max"][approach] - r.kappa_max.values[approach]) ** 2))
+    assert sc["rms_difference_from_measured"] == pytest.approx(rms, rel=1e-12)
     # one posterior-moments pass per observed level serves the sampler and the Jacobian
     assert r.timings["moment_calls"] == n_s
     # schedule clock: None outside the schedule's range, else a time in it
