@@ -544,6 +544,22 @@ def _lengths_from_sums(mean_sums: np.ndarray, side: int) -> tuple[np.ndarray, np
     return xi1, xi2
 
 
+def _plain(value):
+    """Arrays to lists, tuples to lists, recursively through dicts (JSON-ready)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _plain_fields(result) -> dict:
+    """Every dataclass field of ``result`` as plain Python."""
+    return {key: _plain(getattr(result, key)) for key in result.__dataclass_fields__}
+
+
 @dataclass(frozen=True)
 class KibbleZurekResult:
     """Outcome of :func:`measure_kibble_zurek`.
@@ -599,15 +615,7 @@ class KibbleZurekResult:
 
     def to_dict(self) -> dict:
         """Plain-Python dictionary (arrays as lists)."""
-        def plain(value):
-            if isinstance(value, np.ndarray):
-                return value.tolist()
-            if isinstance(value, tuple):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
-        return {key: plain(getattr(self, key)) for key in self.__dataclass_fields__}
+        return _plain_fields(self)
 
     def __repr__(self) -> str:
         lo, hi = self.length_interval
@@ -1081,15 +1089,7 @@ class CoarseningResult:
 
     def to_dict(self) -> dict:
         """Plain-Python dictionary (arrays as lists, NaN kept as float)."""
-        def plain(value):
-            if isinstance(value, np.ndarray):
-                return value.tolist()
-            if isinstance(value, tuple):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
-        return {key: plain(getattr(self, key)) for key in self.__dataclass_fields__}
+        return _plain_fields(self)
 
     def __repr__(self) -> str:
         lo, hi = self.exponent_interval
