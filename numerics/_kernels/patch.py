@@ -299,6 +299,31 @@ def panel_width(dtype) -> int:
     return PANEL_VECTORS * 32 // np.dtype(dtype).itemsize
 
 
+def _vector_codegen(context, builder, dtype, index_type):
+    """LLVM pieces shared by the vector micro-kernels: 256-bit vectors of ``dtype``.
+
+    Returns ``(vector type, lanes, const, load_vector, fmuladd)``: ``const(v)`` an
+    index constant, ``load_vector(base, offset)`` an unaligned vector load at
+    ``base + offset`` elements, ``fmuladd`` the ``llvm.fmuladd`` vector intrinsic.
+    """
+    element = context.get_data_type(dtype)
+    item_bytes = dtype.bitwidth // 8
+    lanes = 32 // item_bytes
+    vector = ir.VectorType(element, lanes)
+
+    def const(value):
+        return ir.Constant(index_type, value)
+
+    def load_vector(base, offset):
+        pointer = builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+        return builder.load(pointer, align=item_bytes)  # unaligned vector load
+
+    fmuladd = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector, vector, vector]),
+        f"llvm.fmuladd.v{lanes}f{dtype.bitwidth}")
+    return vector, lanes, const, load_vector, fmuladd
+
+
 def _make_panel_kernel(n_queries: int, n_panels: int, direct: bool):
     """Intrinsic computing a ``n_queries x (n_panels * W)`` tile of logits in registers.
 
@@ -334,23 +359,10 @@ def _make_panel_kernel(n_queries: int, n_panels: int, direct: bool):
             bias_ary = context.make_array(sig.args[3])(context, builder, args[3])
             out_ary = context.make_array(sig.args[4])(context, builder, args[4])
             row, panel, column = args[2], args[5], args[6]
-            element = context.get_data_type(sig.args[0].dtype)
-            item_bytes = sig.args[0].dtype.bitwidth // 8
-            lanes = 32 // item_bytes
-            vector = ir.VectorType(element, lanes)
+            vector, lanes, const, load_vector, fmuladd = _vector_codegen(context, builder, sig.args[0].dtype,
+                                                                         row.type)
             width = lanes * PANEL_VECTORS
-            index_type = row.type
-
-            def const(value):
-                return ir.Constant(index_type, value)
-
-            def load_vector(base, offset):
-                pointer = builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
-                return builder.load(pointer, align=item_bytes)  # unaligned vector load
-
-            suffix = f"v{lanes}f{sig.args[0].dtype.bitwidth}"
-            fmuladd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vector, [vector, vector, vector]), "llvm.fmuladd." + suffix)
+            item_bytes = sig.args[0].dtype.bitwidth // 8
             n_offsets = cgutils.unpack_tuple(builder, panels_ary.shape, 3)[1]
             out_row = cgutils.unpack_tuple(builder, out_ary.shape, 2)[1]
             undefined = ir.Constant(vector, ir.Undefined)
@@ -796,22 +808,8 @@ def _make_weighted_sum_kernel(n_rows: int, n_offsets: int):
             patches_ary = context.make_array(sig.args[2])(context, builder, args[2])
             out_ary = context.make_array(sig.args[6])(context, builder, args[6])
             row, j0, count, k = args[1], args[3], args[4], args[5]
-            element = context.get_data_type(sig.args[0].dtype)
-            item_bytes = sig.args[0].dtype.bitwidth // 8
-            lanes = 32 // item_bytes
-            vector = ir.VectorType(element, lanes)
-            index_type = row.type
-
-            def const(value):
-                return ir.Constant(index_type, value)
-
-            def load_vector(base, offset):
-                pointer = builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
-                return builder.load(pointer, align=item_bytes)  # unaligned vector load
-
-            suffix = f"v{lanes}f{sig.args[0].dtype.bitwidth}"
-            fmuladd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vector, [vector, vector, vector]), "llvm.fmuladd." + suffix)
+            vector, lanes, const, load_vector, fmuladd = _vector_codegen(context, builder, sig.args[0].dtype,
+                                                                         row.type)
             weights_row = cgutils.unpack_tuple(builder, weights_ary.shape, 2)[1]
             patches_row = cgutils.unpack_tuple(builder, patches_ary.shape, 2)[1]
             out_row = cgutils.unpack_tuple(builder, out_ary.shape, 2)[1]
