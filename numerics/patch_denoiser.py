@@ -86,6 +86,10 @@ class PatchPosterior:
     patch_mean: np.ndarray
     centre_covariance: np.ndarray
 
+    def jacobian_rows(self, s: float) -> np.ndarray:
+        """``J[..., i, k] = Cov_w[phi(0), phi(r_k)] / s^2`` at the noise level ``s`` these moments are for."""
+        return self.centre_covariance / self.centre_covariance.dtype.type(s * s)
+
 
 def _require_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
@@ -482,7 +486,7 @@ class PatchDenoiser:
             array ``(*y.shape, K)``; every other entry of ``dD/dy`` is zero.
         """
         s_value = check_noise_level(s)
-        return self.posterior_moments(y, s).centre_covariance / self.dtype.type(s_value**2)
+        return self.posterior_moments(y, s).jacobian_rows(s_value)
 
     def jvp(self, y: Any, s: Any, v: Any) -> np.ndarray:
         """Jacobian-vector product ``(J v)_i = sum_k J[i, k] v_{i + r_k}`` (periodic)."""

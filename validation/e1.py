@@ -647,7 +647,7 @@ def run_e1(
     def denoise_with_moments(y: np.ndarray, s: float) -> np.ndarray:
         posterior = model.posterior_moments(y, s)
         last_rows.clear()
-        last_rows.update(state=y, s=s, rows=posterior.centre_covariance / posterior.centre_covariance.dtype.type(s * s))
+        last_rows.update(state=y, s=s, rows=posterior.jacobian_rows(s))
         return posterior.mean
 
     def observe_kappa(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
