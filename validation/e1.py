@@ -63,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from diffcrit.numerics.local_jacobian import kappa_hat_from_jacobian_rows
+
 __all__ = [
     "E1_THEORY_LEVELS",
     "E1Result",
@@ -97,26 +99,6 @@ REPORT_E1_SCALE = {"window": 3, "n": 16, "size": 16, "n_levels": 16, "s_min": 0.
 # ----------------------------------------------------------------------------------
 # exact shortcuts
 # ----------------------------------------------------------------------------------
-
-
-def kappa_hat_from_jacobian_rows(rows: np.ndarray, offsets: np.ndarray, wavevectors: np.ndarray) -> np.ndarray:
-    """``kappa_hat(k) = sum_r Kbar(r) cos(k.r)`` for every member (module docstring).
-
-    Args:
-        rows: ``(B, *lattice, K)`` Jacobian rows ``J[b, i, k] = dD_i/dy_{i + r_k}``.
-        offsets: ``(K, d)`` window offsets ``r_k``.
-        wavevectors: ``(M, d)`` wavevectors ``k`` (radians per site).
-
-    Returns:
-        ``(B, M)``: ``Re <e_k, J_b e_k>`` for each member ``b``.
-    """
-    rows = np.asarray(rows, dtype=np.float64)
-    offsets = np.asarray(offsets)
-    if rows.ndim < 3 or rows.shape[-1] != offsets.shape[0]:
-        raise ValueError(f"rows must be (B, *lattice, {offsets.shape[0]}), got {rows.shape}")
-    kbar = rows.reshape(rows.shape[0], -1, rows.shape[-1]).mean(axis=1)  # (B, K)
-    phases = np.asarray(wavevectors, dtype=np.float64) @ offsets.T.astype(np.float64)  # (M, K)
-    return kbar @ np.cos(phases).T
 
 
 def low_k_mask(shape: tuple[int, ...], n_shells: int = _OZ_SHELLS) -> np.ndarray:
