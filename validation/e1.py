@@ -496,6 +496,91 @@ def _self_consistent_softening(model: Any, samples: np.ndarray, s_obs: np.ndarra
             "rms_difference_from_measured": rms}
 
 
+def measure_curves(s_obs: np.ndarray, kappa: np.ndarray, low_k: np.ndarray, lattice: tuple[int, ...],
+                   wave_idx: np.ndarray, flat_mask: np.ndarray, member_indices: np.ndarray, *,
+                   kappa_member_indices: np.ndarray | None = None, confidence: float = 0.95,
+                   method: str = "jacobian rows") -> dict:
+    """The measured curves and critical-noise estimates from an ensemble's observations.
+
+    Args:
+        s_obs: observed noise levels ``(n_s,)`` (decreasing).
+        kappa: ``(n_s, B_k, M)`` ``kappa_hat`` of ``B_k`` members at the wavevectors ``wave_idx``.
+        low_k: ``(n_s, B, len(flat_mask))`` Fourier components of all ``B`` members on
+            the low-``k`` mask (:func:`low_k_mask`, flattened indices ``flat_mask``).
+        lattice: lattice shape.
+        wave_idx: ``(M, d)`` wavevector indices.
+        member_indices: ``(R, B)`` bootstrap resamples of the ``B`` members (``xi``).
+        kappa_member_indices: ``(R, B_k)`` resamples of the ``kappa`` members; default
+            ``member_indices`` (then ``B_k = B`` and the replicates are paired).
+        confidence: interval level.
+        method: how ``kappa`` was measured (recorded in the spectra).
+
+    Returns:
+        ``stiffness``, ``kappa_max``, ``xi_2``, ``xi_oz``, ``estimates``,
+        ``measured_kind`` and ``min_gamma``.
+    """
+    from diffcrit.numerics.jacobian_probes import FourierJacobianSpectrum, stiffness_curve
+    from diffcrit.numerics.observables import (
+        BootstrapCurve,
+        critical_noise_estimates,
+        ornstein_zernike_correlation_length,
+        second_moment_correlation_length,
+    )
+
+    kappa_members = member_indices if kappa_member_indices is None else kappa_member_indices
+    n_k_members = kappa.shape[1]
+    if kappa_members.shape[1] != n_k_members:
+        raise ValueError(f"kappa has {n_k_members} members but its resamples index {kappa_members.shape[1]}")
+    n = low_k.shape[1]
+    wavevectors = 2.0 * np.pi * wave_idx / np.asarray(lattice)
+    k_table_q2 = (4.0 * np.sin(wavevectors / 2.0) ** 2).sum(axis=1)
+    self_conj = np.all((2 * wave_idx) % np.asarray(lattice) == 0, axis=1)
+    spectra = [
+        FourierJacobianSpectrum(
+            s=float(s), shape=lattice, wavevector_indices=wave_idx,
+            wavevectors=np.where(wavevectors > np.pi, wavevectors - 2 * np.pi, wavevectors),
+            q2=k_table_q2, self_conjugate=self_conj, kappa=kappa[j], kappa_cos=kappa[j], kappa_sin=kappa[j],
+            leakage=np.full(kappa[j].shape, np.nan), method=method)
+        for j, s in enumerate(s_obs)
+    ]
+    stiff = stiffness_curve(spectra, member_indices=kappa_members, confidence=confidence)
+
+    weights = np.concatenate([np.ones((1, n_k_members)), _counts(kappa_members, n_k_members)])  # (1+R, B_k)
+    kmax_all = (np.einsum("rm,smk->srk", weights, kappa) / n_k_members).max(axis=-1)  # (n_s, 1+R)
+    kappa_max = BootstrapCurve("kappa_max", s_obs, kmax_all[:, 0], kmax_all[:, 1:], confidence)
+
+    xi2_vals, xi2_reps, oz_vals, oz_reps = [], [], [], []
+    for j in range(len(s_obs)):
+        full = np.zeros((n, int(np.prod(lattice))), dtype=complex)
+        full[:, flat_mask] = low_k[j]
+        fields = np.fft.ifftn(full.reshape((n,) + tuple(lattice)), axes=tuple(range(1, len(lattice) + 1))).real
+        e2 = second_moment_correlation_length(fields, n_bootstrap=0, member_indices=member_indices,
+                                              confidence=confidence)
+        eo = ornstein_zernike_correlation_length(fields, n_shells=_OZ_SHELLS, n_bootstrap=0,
+                                                 member_indices=member_indices, confidence=confidence)
+        xi2_vals.append(e2.value)
+        xi2_reps.append(e2.replicates)
+        oz_vals.append(eo.value)
+        oz_reps.append(eo.replicates)
+    xi_2 = BootstrapCurve("xi_2", s_obs, np.array(xi2_vals), np.array(xi2_reps), confidence)
+    xi_oz = BootstrapCurve("xi_oz", s_obs, np.array(oz_vals), np.array(oz_reps), confidence)
+
+    susc = critical_noise_estimates(s_obs, gamma_min_samples=stiff.gamma_min, xi_2_samples=xi_2,
+                                    peak_of="susceptibility", confidence=confidence)
+    estimates = {
+        "zero_crossing": susc.zero_crossing,
+        "susceptibility_peak": susc.response_peak,
+        "xi_2_steepest_rise": susc.steepest_rise,
+    }
+    if stiff.xi_J is not None:
+        xj = critical_noise_estimates(s_obs, xi_J_samples=stiff.xi_J, peak_of="xi_J", confidence=confidence)
+        estimates["xi_J_peak"] = xj.response_peak
+    estimates = {k: estimates[k] for k in _ESTIMATORS if k in estimates}
+    measured_kind = "critical" if estimates["zero_crossing"].value is not None else "pseudo-critical"
+    return {"stiffness": stiff, "kappa_max": kappa_max, "xi_2": xi_2, "xi_oz": xi_oz, "estimates": estimates,
+            "measured_kind": measured_kind, "min_gamma": _bootstrap_min(stiff.gamma_min, confidence)}
+
+
 def run_e1(
     data: Any,
     window: int = 3,
@@ -659,62 +744,14 @@ def run_e1(
     kappa = result.observations["kappa"]  # (n_s, B, M)
 
     # ---- measured curves ----------------------------------------------------------------
-    from diffcrit.numerics.jacobian_probes import FourierJacobianSpectrum, stiffness_curve
-    from diffcrit.numerics.observables import (
-        BootstrapCurve,
-        bootstrap_member_indices,
-        critical_noise_estimates,
-        ornstein_zernike_correlation_length,
-        second_moment_correlation_length,
-    )
+    from diffcrit.numerics.observables import bootstrap_member_indices
 
     member_indices = bootstrap_member_indices(n, n_bootstrap, boot_seed)
-    k_table_q2 = (4.0 * np.sin(wavevectors / 2.0) ** 2).sum(axis=1)
-    self_conj = np.all((2 * wave_idx) % np.asarray(lattice) == 0, axis=1)
-    spectra = [
-        FourierJacobianSpectrum(
-            s=float(s), shape=lattice, wavevector_indices=wave_idx,
-            wavevectors=np.where(wavevectors > np.pi, wavevectors - 2 * np.pi, wavevectors),
-            q2=k_table_q2, self_conjugate=self_conj, kappa=kappa[j], kappa_cos=kappa[j], kappa_sin=kappa[j],
-            leakage=np.full(kappa[j].shape, np.nan), method="patch kernel average (leakage not measured)")
-        for j, s in enumerate(s_obs)
-    ]
-    stiff = stiffness_curve(spectra, member_indices=member_indices, confidence=confidence)
-
-    weights = np.concatenate([np.ones((1, n)), _counts(member_indices, n)])  # (1+R, B)
-    kmax_all = (np.einsum("rm,smk->srk", weights, kappa) / n).max(axis=-1)  # (n_s, 1+R)
-    kappa_max = BootstrapCurve("kappa_max", s_obs, kmax_all[:, 0], kmax_all[:, 1:], confidence)
-
-    xi2_vals, xi2_reps, oz_vals, oz_reps = [], [], [], []
-    low_k = result.observations["low_k"]
-    for j in range(len(s_obs)):
-        full = np.zeros((n, int(np.prod(lattice))), dtype=complex)
-        full[:, flat_mask] = low_k[j]
-        fields = np.fft.ifftn(full.reshape((n,) + lattice), axes=tuple(range(1, dim + 1))).real
-        e2 = second_moment_correlation_length(fields, n_bootstrap=0, member_indices=member_indices,
-                                              confidence=confidence)
-        eo = ornstein_zernike_correlation_length(fields, n_shells=_OZ_SHELLS, n_bootstrap=0,
-                                                 member_indices=member_indices, confidence=confidence)
-        xi2_vals.append(e2.value)
-        xi2_reps.append(e2.replicates)
-        oz_vals.append(eo.value)
-        oz_reps.append(eo.replicates)
-    xi_2 = BootstrapCurve("xi_2", s_obs, np.array(xi2_vals), np.array(xi2_reps), confidence)
-    xi_oz = BootstrapCurve("xi_oz", s_obs, np.array(oz_vals), np.array(oz_reps), confidence)
-
-    susc = critical_noise_estimates(s_obs, gamma_min_samples=stiff.gamma_min, xi_2_samples=xi_2,
-                                    peak_of="susceptibility", confidence=confidence)
-    estimates = {
-        "zero_crossing": susc.zero_crossing,
-        "susceptibility_peak": susc.response_peak,
-        "xi_2_steepest_rise": susc.steepest_rise,
-    }
-    if stiff.xi_J is not None:
-        xj = critical_noise_estimates(s_obs, xi_J_samples=stiff.xi_J, peak_of="xi_J", confidence=confidence)
-        estimates["xi_J_peak"] = xj.response_peak
-    estimates = {k: estimates[k] for k in _ESTIMATORS if k in estimates}
-    measured_kind = "critical" if estimates["zero_crossing"].value is not None else "pseudo-critical"
-    min_gamma = _bootstrap_min(stiff.gamma_min, confidence)
+    measured = measure_curves(s_obs, kappa, result.observations["low_k"], lattice, wave_idx, flat_mask,
+                              member_indices, confidence=confidence,
+                              method="patch kernel average (leakage not measured)")
+    stiff, kappa_max, xi_2, xi_oz = (measured[k] for k in ("stiffness", "kappa_max", "xi_2", "xi_oz"))
+    estimates, measured_kind, min_gamma = (measured[k] for k in ("estimates", "measured_kind", "min_gamma"))
 
     # ---- theory on the same lattice and grid --------------------------------------------
     from diffcrit.theory.patch import patch_theory
