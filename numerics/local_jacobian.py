@@ -254,6 +254,7 @@ class EffectiveWindow:
         sides: the odd sides tried, ``1, 3, ...`` up to the probed window.
         captured: fraction of the mass inside each side.
         rms_radius: ``sqrt(sum_r |r|^2 m(r) / sum_r m(r))`` (sites), a continuous width.
+        exclude_centre: whether ``r = 0`` was left out of the mass.
     """
 
     side: int
@@ -261,23 +262,29 @@ class EffectiveWindow:
     sides: np.ndarray
     captured: np.ndarray
     rms_radius: float
+    exclude_centre: bool = False
 
     def to_dict(self) -> dict:
         return {key: _to_jsonable(value) for key, value in {
             "side": self.side, "fraction": self.fraction, "sides": self.sides, "captured": self.captured,
-            "rms_radius": self.rms_radius}.items()}
+            "rms_radius": self.rms_radius, "exclude_centre": self.exclude_centre}.items()}
 
     def __repr__(self) -> str:
         return f"EffectiveWindow(side={self.side}, fraction={self.fraction}, rms_radius={self.rms_radius:.3f})"
 
 
-def effective_window(mass: Any, offsets: Any, fraction: float = 0.9) -> EffectiveWindow:
+def effective_window(mass: Any, offsets: Any, fraction: float = 0.9, *,
+                     exclude_centre: bool = False) -> EffectiveWindow:
     """``P_eff``: the smallest odd side whose centred cube holds ``fraction`` of ``mass``.
 
     Args:
         mass: ``(K,)`` nonnegative kernel mass per offset (:meth:`LocalJacobian.kernel_mass`).
         offsets: ``(K, d)`` integer offsets.
         fraction: in ``(0, 1]``.
+        exclude_centre: measure only the coupling between different sites (drop
+            ``r = 0``). A denoiser that passes its input through (``D ~ c y`` at low
+            noise, as every skip-connected network does) has a large ``J[i, i]``
+            that says nothing about its spatial reach.
 
     Returns:
         :class:`EffectiveWindow`.
@@ -290,6 +297,10 @@ def effective_window(mass: Any, offsets: Any, fraction: float = 0.9) -> Effectiv
         raise ValueError("mass must be finite, nonnegative and not all zero")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    if exclude_centre:
+        mass = np.where(np.all(offsets == 0, axis=1), 0.0, mass)
+        if mass.sum() <= 0:
+            raise ValueError("mass is zero away from the centre: no coupling between sites to measure")
     radius = np.abs(offsets).max(axis=1)  # the cube of side 2R+1 holds |r|_inf <= R
     total = mass.sum()
     sides = np.arange(1, 2 * int(radius.max()) + 2, 2)
@@ -297,4 +308,5 @@ def effective_window(mass: Any, offsets: Any, fraction: float = 0.9) -> Effectiv
     # a rounding-level shortfall of a fraction of 1 must not push the answer out by one side
     side = int(sides[np.argmax(captured >= fraction * (1 - 1e-12))])
     rms = float(np.sqrt((mass * (offsets.astype(np.float64) ** 2).sum(axis=1)).sum() / total))
-    return EffectiveWindow(side=side, fraction=float(fraction), sides=sides, captured=captured, rms_radius=rms)
+    return EffectiveWindow(side=side, fraction=float(fraction), sides=sides, captured=captured, rms_radius=rms,
+                           exclude_centre=bool(exclude_centre))

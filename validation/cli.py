@@ -179,7 +179,8 @@ def _short(value) -> str:
 
 
 #: Modules that define further subcommands with :func:`command` when imported.
-COMMAND_MODULES: tuple[str, ...] = ("diffcrit.validation.cli_predict", "diffcrit.validation.cli_simulate")
+COMMAND_MODULES: tuple[str, ...] = ("diffcrit.validation.cli_predict", "diffcrit.validation.cli_simulate",
+                                     "diffcrit.validation.cli_probe")
 
 
 def build_parser() -> argparse.ArgumentParser:

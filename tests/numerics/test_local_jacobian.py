@@ -134,6 +134,15 @@ def test_effective_window_of_a_known_kernel():
     assert effective_window(mass, offsets, fraction=0.9).side == 7
     assert effective_window(mass, offsets, fraction=0.7).side == 3
     json.dumps(ew.to_dict())
+    # without the centre: a 3x3 ring of 8 sites against one site at radius 3
+    mass = np.where(radius == 0, 100.0, np.where(radius == 1, 1.0, np.where((offsets == [3, 3]).all(axis=1), 8.0, 0.0)))
+    assert effective_window(mass, offsets, fraction=0.85).side == 1  # 100 of 116 = 0.862 at the centre
+    assert effective_window(mass, offsets, fraction=0.9).side == 3  # 108 of 116 = 0.931 inside 3x3
+    ring = effective_window(mass, offsets, fraction=0.5, exclude_centre=True)
+    assert ring.side == 3 and ring.captured[1] == pytest.approx(0.5)
+    assert effective_window(mass, offsets, fraction=0.9, exclude_centre=True).side == 7
+    with pytest.raises(ValueError, match="away from the centre"):
+        effective_window(np.where(radius == 0, 1.0, 0.0), offsets, exclude_centre=True)
 
 
 def test_local_jacobian_to_dict_and_repr():
