@@ -209,10 +209,21 @@ def _network_inputs(net: Any, images: np.ndarray, depth: int, channels: int, ker
     return net, None
 
 
+def _is_ready_denoiser(net: Any) -> bool:
+    """A denoiser object with a JVP (a wrapped network), as opposed to a module or a path."""
+    return callable(net) and callable(getattr(net, "jvp", None)) and hasattr(net, "field_shape")
+
+
+def _describe(net: Any) -> Any:
+    to_dict = getattr(net, "to_dict", None)
+    return to_dict() if callable(to_dict) else repr(net)
+
+
 def run_e2(
     data: Any = "digits",
     *,
     net: Any = None,
+    receptive_field: int | None = None,
     depth: int = E2_DEFAULT_NETWORK["depth"],
     channels: int = E2_DEFAULT_NETWORK["channels"],
     kernel_size: int = E2_DEFAULT_NETWORK["kernel_size"],
@@ -243,8 +254,13 @@ def run_e2(
     Args:
         data: dataset spec or :class:`~diffcrit.data.Dataset` (one channel).
         net: ``None`` (train a new network), a path written by
-            :func:`~diffcrit.validation.convnet.save_denoiser`, or a
-            ``PeriodicConvDenoiser`` module.
+            :func:`~diffcrit.validation.convnet.save_denoiser`, a
+            ``PeriodicConvDenoiser`` module, or any ready denoiser with a ``jvp`` and
+            a ``field_shape`` equal to the lattice (e.g. your own network wrapped in a
+            :class:`~diffcrit.validation.torch_denoiser.TorchDenoiser`).
+        receptive_field: for a ready denoiser, the odd window side its output depends
+            on (the Jacobian is probed within it; ``locality_residual`` reports what
+            reaches beyond).
         depth, channels, kernel_size: the new network's architecture.
         train_steps, batch_size, lr: its training (EDM loss, Adam).
         checkpoint: training checkpoint path (resumes an interrupted training).
@@ -302,22 +318,42 @@ def run_e2(
 
     # ---- the network ------------------------------------------------------------------
     started = time.perf_counter()
-    module, training = _network_inputs(net, images, depth, channels, kernel_size, train_steps, batch_size, lr,
-                                       int(rng), checkpoint, progress)
+    if _is_ready_denoiser(net):
+        # a wrapped network of the user's (e.g. a TorchDenoiser): probed as it is
+        if receptive_field is None:
+            raise ValueError("a ready denoiser needs receptive_field: the window its output depends on "
+                             "(the locality residual reports whether the Jacobian reaches beyond it)")
+        receptive = _check_positive_int("receptive_field", receptive_field, 1)
+        if receptive % 2 == 0:
+            raise ValueError(f"receptive_field must be odd, got {receptive}")
+        field_shape = tuple(getattr(net, "field_shape", ()))
+        if field_shape != (size, size):
+            raise ValueError(f"the denoiser's field_shape {field_shape} must be the simulated lattice ({size}, {size}); "
+                             "pass size equal to its side")
+        model, module, training = net, None, None
+        network = {"kind": "given", "description": _describe(net), "receptive_field": receptive}
+    else:
+        if receptive_field is not None:
+            raise ValueError("receptive_field is only for a ready denoiser; a convnet declares its own")
+        module, training = _network_inputs(net, images, depth, channels, kernel_size, train_steps, batch_size, lr,
+                                           int(rng), checkpoint, progress)
+        receptive = int(module.receptive_field)
+        from diffcrit.validation.torch_denoiser import TorchDenoiser
+
+        module.eval()
+        evaluated = module
+        if dtype == "float64":
+            import copy
+
+            evaluated = copy.deepcopy(module).double()
+        model = TorchDenoiser(evaluated, schedule="edm", parametrization="x0", conditioning="s", field_shape=lattice,
+                              dtype=dtype)
+        network = {"kind": "periodic convnet", **dict(module.config), "receptive_field": receptive, "dtype": dtype,
+                   "n_parameters": int(sum(p.numel() for p in module.parameters()))}
     seconds_training = time.perf_counter() - started
-    receptive = int(module.receptive_field)
     if receptive > size:
         raise ValueError(f"the receptive field {receptive} exceeds the lattice side {size}; use size >= {receptive}")
-    from diffcrit.validation.torch_denoiser import TorchDenoiser
-
-    module.eval()
-    evaluated = module
-    if dtype == "float64":
-        import copy
-
-        evaluated = copy.deepcopy(module).double()
-    model = TorchDenoiser(evaluated, schedule="edm", parametrization="x0", conditioning="s", field_shape=lattice,
-                          dtype=dtype)
+    model_s_max = getattr(getattr(model, "schedule", None), "s_max", math.inf)
 
     from diffcrit.numerics.jacobian_probes import representative_wavevector_indices
     from diffcrit.numerics.local_jacobian import effective_window, local_jacobian
@@ -327,7 +363,7 @@ def run_e2(
 
     std = float(images.std())
     bound = noise_scan_upper_bound(patch_statistics(images, receptive))
-    s_top = min(max(4.0 * bound, 10.0 * std), 0.5 * model.schedule.s_max) if s_max is None else float(s_max)
+    s_top = min(max(4.0 * bound, 10.0 * std), 0.5 * model_s_max) if s_max is None else float(s_max)
     s_bottom = 0.05 * std if s_min is None else float(s_min)
     if not (math.isfinite(s_top) and math.isfinite(s_bottom) and 0 < s_bottom < s_top):
         raise ValueError(f"need 0 < s_min < s_max, got s_min={s_bottom!r}, s_max={s_top!r}")
@@ -397,8 +433,6 @@ def run_e2(
             comparisons[window][level] = _compare(level, pred, measured["measured_kind"], measured["estimates"],
                                                   measured["stiffness"].gamma_min, measured["min_gamma"], confidence)
 
-    network = {**dict(module.config), "receptive_field": receptive, "dtype": dtype,
-               "n_parameters": int(sum(p.numel() for p in module.parameters()))}
     config = {
         "data": name, "schedule": sched.spec, "n": n, "size": size, "lattice": list(lattice), "n_jacobian": n_jacobian,
         "method": stepper.name, "n_levels": n_levels, "s_max": s_top, "s_min": s_bottom, "seed": int(rng),
@@ -445,7 +479,8 @@ def plot_e2_stiffness(result: E2Result, ax=None):
     ax.set_ylabel(r"$\gamma_{\min}(s)$")
     ax.set_ylim(min(-0.2, float(np.min(curve.values)) - 0.1), 1.05)
     ax.legend(fontsize=6)
-    ax.set_title(f"E2 {result.config['data']}: convnet, receptive field {result.receptive_field}", fontsize=9)
+    what = "network" if result.network.get("kind") == "given" else "convnet"
+    ax.set_title(f"E2 {result.config['data']}: {what}, receptive field {result.receptive_field}", fontsize=9)
     return ax
 
 
@@ -519,14 +554,18 @@ def summary_e2(result: E2Result) -> dict:
 
 def _document_e2(result: E2Result, document: Any) -> None:
     c, net = result.config, result.network
-    document.heading("E2: trained convolutional denoiser against the patch theory")
+    document.heading("E2: a trained network against the patch theory")
     trained = ("loaded" if result.training is None else
                f"trained here for {result.training['steps']} steps (validation loss "
                f"{result.training['validation_loss']:.4g}; trivial denoiser {result.training['validation_loss_trivial']:.4g})")
+    if net.get("kind") == "given":
+        what = f"A given denoiser, probed within a {result.receptive_field}x{result.receptive_field} window,"
+    else:
+        what = (f"A periodic fully convolutional denoiser ({net['depth']} layers of {net['kernel_size']}x"
+                f"{net['kernel_size']} convolutions, {net['channels']} channels, receptive field "
+                f"{result.receptive_field}, {net['n_parameters']} parameters; {trained})")
     document.paragraph(
-        f"A periodic fully convolutional denoiser ({net['depth']} layers of {net['kernel_size']}x{net['kernel_size']} "
-        f"convolutions, {net['channels']} channels, receptive field {result.receptive_field}, {net['n_parameters']} "
-        f"parameters; {trained}) drives {c['n']} probability-flow trajectories ({c['method']}) on a periodic "
+        f"{what} drives {c['n']} probability-flow trajectories ({c['method']}) on a periodic "
         f"{c['size']}x{c['size']} lattice from s = {c['s_max']:.3g} to {c['s_min']:.3g}. The local Jacobian of "
         f"{c['n_jacobian']} members is measured exactly at each of the {c['n_levels']} levels (largest locality "
         f"residual {np.max(result.locality_residual):.1e}). Measured: {result.measured_kind} (min gamma_min = "

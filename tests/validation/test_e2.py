@@ -104,3 +104,21 @@ def test_bad_input(kwargs, match):
     base = dict(depth=2, channels=4, train_steps=1, n=8, size=8, n_jacobian=8, n_levels=5, progress=False)
     with pytest.raises((ValueError, TypeError), match=match):
         run_e2("digits", **{**base, **kwargs})
+
+
+def test_a_ready_wrapped_network_is_probed_like_the_convnet(tiny_run):
+    result, _, _ = tiny_run
+    wrapped = TorchDenoiser(result.module, schedule="edm", parametrization="x0", conditioning="s",
+                            field_shape=(8, 8), dtype="float32")
+    kwargs = {k: v for k, v in TINY.items() if k not in ("depth", "channels", "train_steps")}
+    given = run_e2("digits", net=wrapped, receptive_field=result.receptive_field, **kwargs)
+    assert given.network["kind"] == "given" and given.training is None and given.module is None
+    # the same network, wrapping, seeds and thread count: the same numbers
+    np.testing.assert_array_equal(given.stiffness.gamma_min.values, result.stiffness.gamma_min.values)
+    np.testing.assert_array_equal(given.kernel_mass, result.kernel_mass)
+    with pytest.raises(ValueError, match="needs receptive_field"):
+        run_e2("digits", net=wrapped, **kwargs)
+    with pytest.raises(ValueError, match="field_shape"):
+        run_e2("digits", net=wrapped, receptive_field=5, **{**kwargs, "size": 10})
+    with pytest.raises(ValueError, match="only for a ready denoiser"):
+        run_e2("digits", receptive_field=5, **TINY)
