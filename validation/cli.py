@@ -108,7 +108,7 @@ def _add_report(parser):
     parser.add_argument("--schedule", default="vp-linear", metavar="SPEC",
                         help="schedule whose clock the report reads in (default vp-linear)")
     parser.add_argument("--no-simulation", action="store_true",
-                        help="skip the sections that simulate ensembles (E1); statistics only")
+                        help="skip the sections that simulate ensembles or train networks (E1, E2); statistics only")
     _json_argument(parser)
 
 
@@ -180,7 +180,7 @@ def _short(value) -> str:
 
 #: Modules that define further subcommands with :func:`command` when imported.
 COMMAND_MODULES: tuple[str, ...] = ("diffcrit.validation.cli_predict", "diffcrit.validation.cli_simulate",
-                                     "diffcrit.validation.cli_probe")
+                                     "diffcrit.validation.cli_probe", "diffcrit.validation.cli_guide")
 
 
 def build_parser() -> argparse.ArgumentParser:

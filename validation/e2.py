@@ -63,6 +63,7 @@ __all__ = [
     "plot_e2_stiffness",
     "plot_e2_training",
     "run_e2",
+    "section_e2",
     "summary_e2",
     "write_e2",
 ]
@@ -552,9 +553,10 @@ def summary_e2(result: E2Result) -> dict:
     }
 
 
-def _document_e2(result: E2Result, document: Any) -> None:
+def _document_e2(result: E2Result, document: Any, heading: bool = True) -> None:
     c, net = result.config, result.network
-    document.heading("E2: a trained network against the patch theory")
+    if heading:
+        document.heading("E2: a trained network against the patch theory")
     trained = ("loaded" if result.training is None else
                f"trained here for {result.training['steps']} steps (validation loss "
                f"{result.training['validation_loss']:.4g}; trivial denoiser {result.training['validation_loss_trivial']:.4g})")
@@ -643,3 +645,40 @@ def write_e2(out: str | Path, result: E2Result) -> dict:
             save_denoiser(result.module, stage / "network.pt")
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     return {"out": str(out), "files": files, **summary_e2(result)}
+
+
+#: The report's reduced E2: a small network, a short training, a small ensemble.
+REPORT_E2_SCALE = {"depth": 2, "channels": 16, "train_steps": 600, "n": 32, "size": 16, "n_jacobian": 8,
+                   "n_levels": 12, "n_theory_samples": 8}
+
+
+def section_e2(ctx: Any) -> None:
+    """E2 at a reduced scale: a small trained convnet against the patch theory."""
+    import importlib.util
+
+    ctx.document.heading("E2: a trained network against the patch theory")
+    if importlib.util.find_spec("torch") is None:
+        ctx.document.paragraph("Skipped: torch is not installed (`pip install diffcrit[torch]`).")
+        ctx.results["e2"] = {"skipped": "torch is not installed"}
+        return
+    images, _ = _load_images(ctx.dataset)
+    if images.ndim != 3:
+        ctx.document.paragraph(f"Skipped: E2 runs on 2-D images; these fields have shape {images.shape[1:]}.")
+        ctx.results["e2"] = {"skipped": "not 2-D images"}
+        return
+    scale = dict(REPORT_E2_SCALE)
+    started = time.perf_counter()
+    result = run_e2(ctx.dataset, depth=scale["depth"], channels=scale["channels"], train_steps=scale["train_steps"],
+                    schedule=ctx.schedule.spec, n=scale["n"], size=scale["size"], n_jacobian=scale["n_jacobian"],
+                    n_levels=scale["n_levels"], n_bootstrap=200, n_theory_samples=scale["n_theory_samples"],
+                    rng=0, progress=False)
+    seconds = time.perf_counter() - started
+    ctx.document.paragraph(
+        f"This is a reduced scale for the report ({scale['train_steps']} training steps, n = {scale['n']}, "
+        f"{scale['size']}^2 lattice, {scale['n_levels']} levels; {seconds:.0f} s); the full experiment is "
+        "`diffcrit probe --data SPEC --depth 3 --train-steps 4000 --n 256 --size 32 --json`.")
+    _document_e2(result, ctx.document, heading=False)
+    _figures(result, ctx.save_figure)
+    ctx.results["e2"] = {**summary_e2(result), "reduced_scale": scale, "seconds": round(seconds, 3)}
+    ctx.arrays.update({"e2_s": result.s, "e2_gamma_min": result.stiffness.gamma_min.values,
+                       "e2_xi_2": result.xi_2.values, "e2_kernel_mass": result.kernel_mass})

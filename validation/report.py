@@ -187,13 +187,20 @@ def section_e1(ctx: ReportContext) -> None:
     run_section(ctx)
 
 
+def section_e2(ctx: ReportContext) -> None:
+    """E2: a small trained convolutional denoiser against the patch theory (reduced scale)."""
+    from diffcrit.validation.e2 import section_e2 as run_section
+
+    run_section(ctx)
+
+
 #: The report's sections, in order.
 SECTIONS: list[Callable[[ReportContext], None]] = [
-    section_dataset, section_spectrum, section_schedules, section_e1,
+    section_dataset, section_spectrum, section_schedules, section_e1, section_e2,
 ]
 
-#: Sections that simulate ensembles (skipped with ``simulate=False``).
-SIMULATION_SECTIONS = (section_e1,)
+#: Sections that simulate ensembles or train networks (skipped with ``simulate=False``).
+SIMULATION_SECTIONS = (section_e1, section_e2)
 
 
 def write_report(data="digits", out="runs/report", window: int = 5, schedule="vp-linear",
@@ -207,7 +214,7 @@ def write_report(data="digits", out="runs/report", window: int = 5, schedule="vp
         schedule: schedule spec whose clock the report reads in.
         standardize: ``"global"``, ``"per-pixel"`` or ``"none"``.
         progress: print one line per section to stderr.
-        simulate: run the sections that simulate ensembles (E1).
+        simulate: run the sections that simulate ensembles or train networks (E1, E2).
 
     Returns:
         A JSON-able summary: the folder, its files and the headline numbers.

@@ -122,3 +122,40 @@ def test_a_ready_wrapped_network_is_probed_like_the_convnet(tiny_run):
         run_e2("digits", net=wrapped, receptive_field=5, **{**kwargs, "size": 10})
     with pytest.raises(ValueError, match="only for a ready denoiser"):
         run_e2("digits", receptive_field=5, **TINY)
+
+
+def test_report_section_adds_e2(tmp_path, monkeypatch):
+    from diffcrit.data import load_dataset
+    from diffcrit.theory.schedules import get_schedule
+    from diffcrit.validation import e2
+    from diffcrit.validation.document import Document
+    from diffcrit.validation.report import ReportContext
+
+    monkeypatch.setattr(e2, "REPORT_E2_SCALE", {"depth": 2, "channels": 4, "train_steps": 5, "n": 8, "size": 8,
+                                                "n_jacobian": 8, "n_levels": 5, "n_theory_samples": 2})
+    ctx = ReportContext(dataset=load_dataset("digits"), window=3, schedule=get_schedule("vp-linear"),
+                        folder=tmp_path, document=Document(title="t"))
+    e2.section_e2(ctx)
+    assert ctx.results["e2"]["reduced_scale"]["train_steps"] == 5
+    text = ctx.document.to_markdown()
+    assert "E2: a trained network" in text and "reduced scale" in text
+    assert (tmp_path / "figures" / "e2_gamma_min.png").is_file()
+    assert ctx.arrays["e2_kernel_mass"].shape == (5, 25)
+
+
+def test_report_section_without_torch_says_so(tmp_path, monkeypatch):
+    import importlib.util
+
+    from diffcrit.data import load_dataset
+    from diffcrit.theory.schedules import get_schedule
+    from diffcrit.validation import e2
+    from diffcrit.validation.document import Document
+    from diffcrit.validation.report import ReportContext
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    ctx = ReportContext(dataset=load_dataset("digits"), window=3, schedule=get_schedule("vp-linear"),
+                        folder=tmp_path, document=Document(title="t"))
+    e2.section_e2(ctx)
+    assert ctx.results["e2"] == {"skipped": "torch is not installed"}
+    assert "pip install diffcrit[torch]" in ctx.document.to_markdown()
