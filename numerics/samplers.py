@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -399,6 +400,7 @@ class SamplingResult:
         recorded_s: noise levels of ``states`` or ``None``.
         n_denoiser_calls: number of denoiser evaluations (each on the whole batch).
         seed: the integer seed, when one was given.
+        resumed_from_step: the step a checkpoint resumed from (0: a fresh run).
     """
 
     samples: np.ndarray
@@ -410,6 +412,7 @@ class SamplingResult:
     recorded_s: np.ndarray | None = None
     n_denoiser_calls: int = 0
     seed: int | None = None
+    resumed_from_step: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (arrays kept as numpy arrays)."""
@@ -523,6 +526,44 @@ def _initial_state(denoiser: Any, init: Any, s0: float, mean: Any, dtype: Any,
     return (centre + s0 * eps).astype(dtype, copy=False)
 
 
+def _write_checkpoint(path: Any, payload: dict) -> None:
+    """Pickle ``payload`` to ``path`` atomically (temporary sibling, then rename)."""
+    import os
+    import pickle
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(path: Any, fingerprint: dict) -> dict | None:
+    """The saved run at ``path`` (``None`` if there is none); refuse one of another run."""
+    import pickle
+    from pathlib import Path
+
+    source = Path(path)
+    if not source.exists():
+        return None
+    with open(source, "rb") as handle:  # the package's own file, written by _write_checkpoint
+        saved = pickle.load(handle)
+    if not isinstance(saved, dict) or "fingerprint" not in saved:
+        raise ValueError(f"checkpoint {str(source)!r} is not a sampler checkpoint; remove it or choose another path")
+    differ = [k for k in fingerprint if saved["fingerprint"].get(k) != fingerprint[k]]
+    if differ:
+        raise ValueError(f"checkpoint {str(source)!r} belongs to another run (differs in {differ}); "
+                         "remove it or choose another path")
+    return saved
+
+
 def sample(
     denoiser: Any,
     init: Any,
@@ -539,6 +580,9 @@ def sample(
     dtype: Any = None,
     desc: str | None = None,
     observed_denoiser: Any = None,
+    checkpoint: Any = None,
+    checkpoint_every: float = 300.0,
+    checkpoint_key: str = "",
 ) -> SamplingResult:
     """Integrate an ensemble of trajectories from ``s_grid[0]`` down to ``s_grid[-1]``.
 
@@ -582,6 +626,17 @@ def sample(
             pass, e.g. the posterior moments a Jacobian observer reads, so the
             observation costs no separate denoiser call. It must return the
             denoiser's value.
+        checkpoint: optional file path. The run's state (step, ensemble state,
+            observations so far, random-generator state) is written there
+            atomically every ``checkpoint_every`` seconds and at the end; if the
+            file exists when ``sample`` is called, the run resumes from it, and the
+            result is bit-for-bit that of an uninterrupted run (same thread count),
+            provided the observers are functions of their arguments only.
+        checkpoint_every: seconds of wall time between checkpoint writes (0: after
+            every step).
+        checkpoint_key: a string that identifies everything the checkpoint cannot
+            see (the denoiser, the observers); a checkpoint written with another key,
+            grid, method, initial state, dtype, seed or observer names is refused.
 
     Returns:
         A :class:`SamplingResult`.
@@ -637,6 +692,32 @@ def sample(
     observed_s: list[float] = []
     states: list[np.ndarray] = []
     recorded_s: list[float] = []
+    fingerprint = None
+    start_step, resumed_denoised = 0, None
+    if checkpoint is not None:
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, numbers.Real) \
+                or not checkpoint_every >= 0:
+            raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+        if not isinstance(checkpoint_key, str):
+            raise TypeError(f"checkpoint_key must be a string, got {checkpoint_key!r}")
+        import hashlib
+
+        fingerprint = {"grid": grid.tolist(), "method": label, "shape": list(y.shape), "dtype": y.dtype.name,
+                       "seed": seed, "observers": sorted(named_observers), "record": record, "key": checkpoint_key,
+                       "initial_state": hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()}
+        saved = _load_checkpoint(checkpoint, fingerprint)
+        if saved is not None:
+            start_step, y, resumed_denoised, calls = saved["step"], saved["y"], saved["denoised"], saved["calls"]
+            gen.bit_generator.state = saved["rng_state"]
+            observations = saved["observations"]
+            observed_s, states, recorded_s = saved["observed_s"], saved["states"], saved["recorded_s"]
+    last_save = time.perf_counter()
+
+    def save(step: int, state: np.ndarray, denoised_now: np.ndarray | None) -> None:
+        _write_checkpoint(checkpoint, {
+            "fingerprint": fingerprint, "step": step, "y": state, "denoised": denoised_now, "calls": calls,
+            "rng_state": gen.bit_generator.state, "observations": observations, "observed_s": observed_s,
+            "states": states, "recorded_s": recorded_s})
 
     def visit(node: int, state: np.ndarray, denoised: np.ndarray | None) -> None:
         s = float(grid[node])
@@ -653,10 +734,14 @@ def sample(
             states.append(state.copy())
             recorded_s.append(s)
 
-    bar = tqdm(total=n_steps, disable=not progress, desc=desc or f"sample [{label}]", unit="step", leave=False)
+    bar = tqdm(total=n_steps, initial=start_step, disable=not progress, desc=desc or f"sample [{label}]",
+               unit="step", leave=False)
     try:
-        denoised = denoise(y, float(grid[0]), observed=0 in observe_nodes)
-        for i in range(n_steps):
+        if start_step == 0:
+            denoised = denoise(y, float(grid[0]), observed=0 in observe_nodes)
+        else:
+            denoised = resumed_denoised
+        for i in range(start_step, n_steps):
             s, s_next = float(grid[i]), float(grid[i + 1])
             step_label[0] = i + 1
             visit(i, y, denoised)
@@ -673,8 +758,14 @@ def sample(
             more = i + 1 < n_steps
             denoised = denoise(y, s_next, observed=(i + 1) in observe_nodes) if (more and s_next > 0) else None
             bar.update(1)
+            if checkpoint is not None and (more and time.perf_counter() - last_save >= checkpoint_every):
+                save(i + 1, y, denoised)
+                last_save = time.perf_counter()
         step_label[0] = n_steps
-        visit(n_steps, y, denoised)
+        if start_step < n_steps:  # a finished checkpoint already holds the last node's observations
+            visit(n_steps, y, denoised)
+        if checkpoint is not None:
+            save(n_steps, y, None)
     finally:
         bar.close()
 
@@ -696,4 +787,5 @@ def sample(
         recorded_s=np.asarray(recorded_s, dtype=np.float64) if states else None,
         n_denoiser_calls=calls,
         seed=seed,
+        resumed_from_step=start_step,
     )

@@ -39,7 +39,9 @@ def _add_simulate(parser):
                         help="Monte Carlo draws of the marginal theory level (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="run folder (default runs/e1-<data>-P<window>)")
+                        help="run folder (default runs/e1-<data>-P<window>); the ensemble is checkpointed to "
+                             "DIR.sampling-checkpoint.pkl every 5 minutes, so rerunning an interrupted command "
+                             "resumes it")
     _json_argument(parser)
 
 
@@ -59,11 +61,18 @@ def _run_simulate(args) -> dict:
     if args.n < 8:
         raise ValueError(f"--n must be >= 8 (a bootstrap over fewer members is too coarse), got {args.n}")
     levels = tuple(v.strip() for v in args.theory_levels.split(",") if v.strip())
+    from pathlib import Path
+
+    out = Path(args.out or _default_out(args.data, args.window))
+    # beside the run folder (which is replaced whole at the end): rerunning an
+    # interrupted command resumes the ensemble where it stopped
+    checkpoint = out.with_name(out.name + ".sampling-checkpoint.pkl")
     result = run_e1(
         args.data, window=args.window, schedule=args.schedule, n=args.n, size=args.size,
         method=args.method, n_levels=args.levels, s_max=args.s_max, s_min=args.s_min, rng=args.seed,
         progress=not args.json, prune_margin=args.prune_margin, levels=levels, n_bootstrap=args.bootstrap,
-        dtype=args.dtype, n_theory_samples=args.theory_samples,
+        dtype=args.dtype, n_theory_samples=args.theory_samples, checkpoint=checkpoint,
     )
-    out = args.out or _default_out(args.data, args.window)
-    return {"command": "simulate", **write_e1(out, result)}
+    summary = write_e1(out, result)
+    checkpoint.unlink(missing_ok=True)  # the run folder holds everything now
+    return {"command": "simulate", **summary}

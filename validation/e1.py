@@ -601,6 +601,8 @@ def run_e1(
     n_final_samples: int = 16,
     dtype: Any = "float64",
     n_self_consistent: int = 32,
+    checkpoint: Any = None,
+    checkpoint_every: float = 300.0,
 ) -> E1Result:
     """Run experiment E1: the patch model's ensemble against its theory at each level.
 
@@ -633,6 +635,10 @@ def run_e1(
             and the trajectories (observables are reduced in float64).
         n_self_consistent: final samples over which the self-consistent annealed
             softening is averaged (see :attr:`E1Result.self_consistent`).
+        checkpoint: optional file for the ensemble's state; an interrupted run
+            called again with the same file and arguments resumes where it stopped
+            (bit for bit, same thread count).
+        checkpoint_every: seconds between checkpoint writes.
 
     Returns:
         :class:`E1Result`. Each comparison holds the predicted kind and ``s_c``,
@@ -720,7 +726,7 @@ def run_e1(
     def observe_kappa(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
         if last_rows.get("state") is y and last_rows.get("s") == s:
             rows = last_rows["rows"]
-        else:  # pragma: no cover - the sampler evaluates observed states with the hook
+        else:  # the first level after a resume: its D came from the checkpoint
             rows = model.jacobian_rows(y, s)
         return kappa_hat_from_jacobian_rows(rows, model.offsets, wavevectors)
 
@@ -738,7 +744,9 @@ def run_e1(
     result = sample(model, (n,) + lattice, grid, method=method, rng=sampler_seed,
                     observers={"kappa": observe_kappa, "low_k": observe_low_k, "structure": observe_structure},
                     progress=bool(progress), mean=mean, desc=f"E1 {name} P={window}",
-                    observed_denoiser=denoise_with_moments, dtype=dtype)
+                    observed_denoiser=denoise_with_moments, dtype=dtype, checkpoint=checkpoint,
+                    checkpoint_every=checkpoint_every,
+                    checkpoint_key=f"E1 {name} window={window} prune={prune_margin} model={model!r}")
     seconds_sampling = time.perf_counter() - started
     s_obs = result.observed_s
     kappa = result.observations["kappa"]  # (n_s, B, M)
@@ -809,6 +817,7 @@ def run_e1(
             "denoiser_calls": n_plain_calls,
             "moment_calls": n_moment_calls,
             "seconds_per_evaluation": round(seconds_sampling / int(result.n_denoiser_calls), 4),
+            "resumed_from_step": int(result.resumed_from_step),
             "theory_seconds": theory_seconds,
         },
     )

@@ -445,3 +445,63 @@ def test_s_grid_from_a_schedule_object():
     # a grid ending at s = 0 is accepted by the ODE samplers
     g = GaussianFieldDenoiser(spectrum=np.ones(4))
     assert sample(g, (1, 4), grid, "heun", rng=0, progress=False).samples.shape == (1, 4)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method, stop_after, saved", [("heun", 7, True), ("euler_maruyama", 5, True),
+                                                       ("heun", 1, False)])
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, gaussian_chain, method, stop_after, saved):
+    grid = geometric_s_grid(8.0, 0.2, 10)
+    observers = {"mean": lambda s, y, d: y.mean(axis=1), "d": lambda s, y, d: d[:, :3]}
+    kwargs = dict(observers=observers, progress=False, rng=11, record="observed", mean=0.0)
+    whole = sample(gaussian_chain, (4, 32), grid, method, **kwargs)
+
+    calls = [0]
+
+    def dying(y, s):
+        calls[0] += 1
+        if calls[0] > stop_after:
+            raise _Interrupt
+        return gaussian_chain(y, s)
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(_Interrupt):
+        sample(dying, (4, 32), grid, method, checkpoint=path, checkpoint_every=0, **kwargs)
+    # written after each finished step (Heun's first step needs three calls)
+    assert path.is_file() == saved
+    resumed = sample(gaussian_chain, (4, 32), grid, method, checkpoint=path, checkpoint_every=0, **kwargs)
+    np.testing.assert_array_equal(resumed.samples, whole.samples)
+    np.testing.assert_array_equal(resumed.observed_s, whole.observed_s)
+    np.testing.assert_array_equal(resumed.states, whole.states)
+    for name in observers:
+        np.testing.assert_array_equal(resumed.observations[name], whole.observations[name])
+    assert resumed.n_denoiser_calls == whole.n_denoiser_calls
+    # a finished checkpoint gives the same result again without any denoiser call
+    again = sample(lambda y, s: pytest.fail("no call expected"), (4, 32), grid, method, checkpoint=path, **kwargs)
+    np.testing.assert_array_equal(again.samples, whole.samples)
+    np.testing.assert_array_equal(again.observations["mean"], whole.observations["mean"])
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, gaussian_chain):
+    grid = geometric_s_grid(8.0, 0.2, 6)
+    path = tmp_path / "run.ckpt"
+    sample(gaussian_chain, (2, 32), grid, "heun", rng=1, progress=False, checkpoint=path, checkpoint_key="A")
+    with pytest.raises(ValueError, match=r"another run \(differs in \['key'\]\)"):
+        sample(gaussian_chain, (2, 32), grid, "heun", rng=1, progress=False, checkpoint=path, checkpoint_key="B")
+    with pytest.raises(ValueError, match="seed"):
+        sample(gaussian_chain, (2, 32), grid, "heun", rng=2, progress=False, checkpoint=path, checkpoint_key="A")
+    with pytest.raises(ValueError, match="grid"):
+        sample(gaussian_chain, (2, 32), grid[:-1], "heun", rng=1, progress=False, checkpoint=path,
+               checkpoint_key="A")
+    with pytest.raises(ValueError, match="initial_state"):
+        sample(gaussian_chain, (2, 32), grid, "heun", rng=1, progress=False, checkpoint=path,
+               checkpoint_key="A", mean=5.0)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        sample(gaussian_chain, (2, 32), grid, "heun", rng=1, progress=False, checkpoint=tmp_path / "x",
+               checkpoint_every=-1.0)
+    (tmp_path / "junk").write_bytes(b"\x80\x04N.")  # a pickled None
+    with pytest.raises(ValueError, match="not a sampler checkpoint"):
+        sample(gaussian_chain, (2, 32), grid, "heun", rng=1, progress=False, checkpoint=tmp_path / "junk")

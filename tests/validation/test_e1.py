@@ -211,6 +211,7 @@ def test_cli_json_contract(tmp_path, capsys):
         assert (out / name).is_file(), name
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["n"] == 16 and len(saved["s"]) == 6
+    assert not (tmp_path / "e1.sampling-checkpoint.pkl").exists()  # removed once the folder is written
     with np.load(out / "arrays.npz") as arrays:  # the marginal level's Monte Carlo error travels with it
         assert arrays["theory_marginal_kappa_stderr"].shape == arrays["theory_marginal_kappa"].shape
         assert "theory_moment_kappa_stderr" not in arrays
@@ -267,3 +268,32 @@ def test_report_section_adds_e1(tmp_path, monkeypatch):
     assert "reduced scale" in ctx.document.to_markdown()
     assert (tmp_path / "figures" / "e1_gamma_min.png").is_file()
     assert "e1_gamma_min" in ctx.arrays and "e1_theory_marginal_kappa" in ctx.arrays
+
+
+def test_an_interrupted_e1_resumes_from_its_checkpoint_bit_for_bit(tmp_path, monkeypatch):
+    whole = run_e1(TINY, levels=("moment",), **TINY_RUN)
+    path = tmp_path / "e1.ckpt"
+    original = PatchDenoiser.__call__
+    calls = [0]
+
+    def dying(self, y, s):
+        calls[0] += 1
+        if calls[0] > 5:
+            raise KeyboardInterrupt
+        return original(self, y, s)
+
+    monkeypatch.setattr(PatchDenoiser, "__call__", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_e1(TINY, levels=("moment",), checkpoint=path, checkpoint_every=0.0, **TINY_RUN)
+    monkeypatch.setattr(PatchDenoiser, "__call__", original)
+    assert path.is_file()
+    resumed = run_e1(TINY, levels=("moment",), checkpoint=path, checkpoint_every=0.0, **TINY_RUN)
+    assert resumed.timings["resumed_from_step"] > 0
+    # the first level after the resume takes its Jacobian rows from a fresh moments pass
+    # of the same state: the same numbers
+    np.testing.assert_array_equal(resumed.stiffness.gamma_min.values, whole.stiffness.gamma_min.values)
+    np.testing.assert_array_equal(resumed.xi_2.values, whole.xi_2.values)
+    np.testing.assert_array_equal(resumed.samples, whole.samples)
+    # another window is another run: refused
+    with pytest.raises(ValueError, match="another run"):
+        run_e1(TINY, levels=("moment",), checkpoint=path, **{**TINY_RUN, "window": 5})
