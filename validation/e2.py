@@ -376,17 +376,19 @@ def run_e2(
     wavevectors = 2.0 * np.pi * wave_idx / np.asarray(lattice)
     flat_mask = np.flatnonzero(low_k_mask(lattice).ravel())
     grid = geometric_s_grid(s_top, s_bottom, n_levels - 1)
-    kernels: list[np.ndarray] = []
-    residuals: list[float] = []
-    offsets_holder: dict = {}
+    from diffcrit.theory.windows import square_window
 
-    def observe_kappa(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        local = local_jacobian(None, np.asarray(y[:n_jacobian], dtype=np.float64), s, receptive, jvp=model.jvp,
-                               rng=probe_seed + len(kernels))
-        kernels.append(local.kernel_mass())
-        residuals.append(float(local.locality_residual.max()))
-        offsets_holder["offsets"] = local.offsets
-        return local.kappa_hat(wavevectors)
+    offsets = square_window(receptive, 2)
+    n_kappa = n_jacobian * len(wave_idx)
+
+    def observe_jacobian(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+        # one flat vector per level (kappa_hat of each member, kernel mass, locality
+        # residual): the observer is a function of its arguments only
+        level = int(np.argmin(np.abs(grid - s)))
+        local = local_jacobian(None, np.asarray(y[:n_jacobian], dtype=np.float64), s, offsets, jvp=model.jvp,
+                               rng=probe_seed + level)
+        return np.concatenate([local.kappa_hat(wavevectors).ravel(), local.kernel_mass(),
+                               [local.locality_residual.max()]])
 
     def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
         transform = np.fft.fftn(np.asarray(y, dtype=np.float64), axes=(1, 2))
@@ -397,20 +399,21 @@ def run_e2(
 
     started = time.perf_counter()
     result = sample(model, (n,) + lattice, grid, method=method, rng=sampler_seed,
-                    observers={"kappa": observe_kappa, "low_k": observe_low_k, "structure": observe_structure},
+                    observers={"jacobian": observe_jacobian, "low_k": observe_low_k, "structure": observe_structure},
                     progress=bool(progress), mean=float(images.mean()), desc=f"E2 {name} R={receptive}",
                     dtype=np.float64)
     seconds_sampling = time.perf_counter() - started
     s_obs = result.observed_s
-    kappa = result.observations["kappa"]  # (n_s, n_jacobian, M)
+    jacobian = result.observations["jacobian"]
+    kappa = jacobian[:, :n_kappa].reshape(len(s_obs), n_jacobian, len(wave_idx))
+    kernel_mass = jacobian[:, n_kappa:-1]  # (n_s, K)
+    residuals = jacobian[:, -1]
 
     member_indices = bootstrap_member_indices(n, n_bootstrap, boot_seed)
     kappa_members = bootstrap_member_indices(n_jacobian, n_bootstrap, boot_seed + 1)
     measured = measure_curves(s_obs, kappa, result.observations["low_k"], lattice, wave_idx, flat_mask,
                               member_indices, kappa_member_indices=kappa_members, confidence=confidence,
                               method="local Jacobian by coloured autograd probes")
-    offsets = offsets_holder["offsets"]
-    kernel_mass = np.array(kernels)
     per_level = np.array([effective_window(m, offsets, fraction, exclude_centre=True).side for m in kernel_mass])
     primary = measured["estimates"]["zero_crossing" if measured["measured_kind"] == "critical" else "susceptibility_peak"]
     s_eff = primary.value if primary.value is not None else measured["min_gamma"]["s"]
@@ -449,7 +452,7 @@ def run_e2(
         structure_factor=result.observations["structure"], kappa_max=measured["kappa_max"],
         measured_kind=measured["measured_kind"], estimates=measured["estimates"], min_gamma=measured["min_gamma"],
         offsets=offsets, kernel_mass=kernel_mass, effective_windows=per_level, effective_window=eff,
-        locality_residual=np.array(residuals), predictions=predictions, comparisons=comparisons,
+        locality_residual=residuals, predictions=predictions, comparisons=comparisons,
         samples=np.asarray(result.samples[:n_final_samples]),
         timings={"training_seconds": round(seconds_training, 3), "sampling_seconds": round(seconds_sampling, 3),
                  "theory_seconds": theory_seconds},
