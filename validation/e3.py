@@ -91,6 +91,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from diffcrit.numerics.denoisers import GuidanceWindow
+from diffcrit.validation.e1 import _check_positive_int as _check_int
+from diffcrit.validation.e1 import _clock
 
 __all__ = [
     "E3_MODELS",
@@ -591,28 +593,9 @@ def _label(value: Any) -> Any:
     return int(value) if isinstance(value, (int, np.integer)) else value.item() if hasattr(value, "item") else value
 
 
-def _clock(schedule_spec: Any, s_value: float | None) -> float | None:
-    if s_value is None or not math.isfinite(float(s_value)):
-        return None
-    from diffcrit.theory.schedules import get_schedule
-
-    sched = get_schedule(schedule_spec)
-    if not sched.s_min <= float(s_value) <= sched.s_max:
-        return None
-    return float(sched.t_of_s(float(s_value)))
-
-
 # ----------------------------------------------------------------------------------
 # input checks
 # ----------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_real(name: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> float | None:
