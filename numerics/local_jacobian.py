@@ -36,13 +36,12 @@ of it (the effective window of a trained network, THEORY.md section 5, E2).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from diffcrit.numerics.jacobian_probes import _call_jvp, _check_noise, _fd_jvp, _site_step
+from diffcrit.numerics.jacobian_probes import JVP, Denoiser, _call_jvp, _check_noise, _fd_jvp, _site_step
 from diffcrit.numerics.observables import _as_ensemble, _as_generator, _check_int, _to_jsonable
 
 __all__ = [
@@ -53,9 +52,6 @@ __all__ = [
     "local_jacobian",
     "probe_spacing",
 ]
-
-Denoiser = Callable[[np.ndarray, float], np.ndarray]
-JVP = Callable[[np.ndarray, float, np.ndarray], np.ndarray]
 
 
 def _window_offsets(window: Any, dim: int) -> np.ndarray:
