@@ -42,11 +42,12 @@ torch is imported lazily: importing this module does not import torch; the class
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from diffcrit._checks import check_float, check_int
 
 __all__ = [
     "PeriodicConvDenoiser",
@@ -72,31 +73,14 @@ def _import_torch():
     return torch
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
 def receptive_field(depth: int, kernel_size: int = 3) -> int:
     """Side ``P = 1 + depth (kernel_size - 1)`` of the window one output pixel sees.
 
     >>> receptive_field(4, 3), receptive_field(2, 5)
     (9, 9)
     """
-    depth = _check_int("depth", depth, 1)
-    kernel_size = _check_int("kernel_size", kernel_size, 1)
+    depth = check_int("depth", depth, minimum=1)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     return 1 + depth * (kernel_size - 1)
 
 
@@ -107,8 +91,8 @@ def edm_preconditioning(s: float, sigma_data: float = 1.0) -> dict[str, float]:
     >>> round(c["c_skip"], 6), round(c["c_out"], 6), round(c["c_in"], 6), c["c_noise"]
     (0.5, 0.707107, 0.707107, 0.0)
     """
-    s = _check_positive("s", s)
-    sd = _check_positive("sigma_data", sigma_data)
+    s = check_float("s", s, positive=True)
+    sd = check_float("sigma_data", sigma_data, positive=True)
     total = s * s + sd * sd
     return {"c_skip": sd * sd / total, "c_out": s * sd / math.sqrt(total),
             "c_in": 1.0 / math.sqrt(total), "c_noise": math.log(s) / 4.0}
@@ -116,16 +100,16 @@ def edm_preconditioning(s: float, sigma_data: float = 1.0) -> dict[str, float]:
 
 def _check_config(depth: Any, channels: Any, kernel_size: Any, sigma_data: Any, seed: Any,
                   n_fourier: Any, embed_dim: Any) -> dict[str, Any]:
-    depth = _check_int("depth", depth, 2)  # at least one hidden layer
-    channels = _check_int("channels", channels, 1)
-    kernel_size = _check_int("kernel_size", kernel_size, 1)
+    depth = check_int("depth", depth, minimum=2)  # at least one hidden layer
+    channels = check_int("channels", channels, minimum=1)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd (a centred window), got {kernel_size}")
-    sigma_data = _check_positive("sigma_data", sigma_data)
+    sigma_data = check_float("sigma_data", sigma_data, positive=True)
     if seed is not None:
-        seed = _check_int("seed", seed, 0)
-    n_fourier = _check_int("n_fourier", n_fourier, 1)
-    embed_dim = _check_int("embed_dim", embed_dim, 1)
+        seed = check_int("seed", seed, minimum=0)
+    n_fourier = check_int("n_fourier", n_fourier, minimum=1)
+    embed_dim = check_int("embed_dim", embed_dim, minimum=1)
     return {"architecture": ARCHITECTURE, "depth": depth, "channels": channels,
             "kernel_size": kernel_size, "sigma_data": sigma_data, "n_fourier": n_fourier,
             "embed_dim": embed_dim, "activation": "silu", "seed": seed,

@@ -54,7 +54,6 @@ the figures ``plot_e1_*`` and :func:`section_e1` for the main report.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from diffcrit._checks import check_int
 from diffcrit.numerics.local_jacobian import kappa_hat_from_jacobian_rows
 
 __all__ = [
@@ -287,14 +287,6 @@ def _clock(schedule_spec: Any, s_value: float | None) -> float | None:
 # ----------------------------------------------------------------------------------
 # input checks
 # ----------------------------------------------------------------------------------
-
-
-def _check_positive_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _load_images(data: Any) -> tuple[np.ndarray, str]:
@@ -661,15 +653,15 @@ def run_e1(
         raise TypeError(f"window must be an odd integer side >= 1, got {window!r}")
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be an odd integer side >= 1 (3, 5, 7, ...), got {window}")
-    n = _check_positive_int("n", n, 8)
-    size = _check_positive_int("size", size, 3)
-    n_levels = _check_positive_int("n_levels", n_levels, 5)
-    n_bootstrap = _check_positive_int("n_bootstrap", n_bootstrap, 20)
+    n = check_int("n", n, minimum=8)
+    size = check_int("size", size, minimum=3)
+    n_levels = check_int("n_levels", n_levels, minimum=5)
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=20)
     if str(dtype) not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     dtype = np.dtype(str(dtype))
-    n_theory_samples = _check_positive_int("n_theory_samples", n_theory_samples, 2)
-    n_self_consistent = _check_positive_int("n_self_consistent", n_self_consistent, 1)
+    n_theory_samples = check_int("n_theory_samples", n_theory_samples, minimum=2)
+    n_self_consistent = check_int("n_self_consistent", n_self_consistent, minimum=1)
     stepper = get_sampler(method)
     if stepper.STOCHASTIC:
         raise ValueError(f"method must be a deterministic probability-flow sampler (heun, euler, ddim), got {method!r}")
@@ -1047,26 +1039,14 @@ def write_e1(out: str | Path, result: E1Result) -> dict:
         A JSON-able summary: the folder, its files, measured estimates, predictions
         and verdicts.
     """
-    from diffcrit.validation.document import Document
-    from diffcrit.validation.plots import save_figure
-    from diffcrit.validation.runio import staged_run_folder, write_json_atomic, write_npz_atomic, write_text_atomic
+    from diffcrit.validation.runio import write_run_folder
 
     if not isinstance(result, E1Result):
         raise TypeError(f"result must be an E1Result, got {type(result).__name__}")
-    out = Path(out)
-    document = Document(title=f"E1: {result.config['data']}, window {result.config['window']}")
-    with staged_run_folder(out) as stage:
-        def save(ax, name, caption):
-            save_figure(ax, stage / "figures" / name)
-            document.figure(f"figures/{name}.png", caption)
-
-        _document_e1(result, document)
-        _figures(result, save)
-        write_json_atomic(stage / "results.json", result.to_dict())
-        write_npz_atomic(stage / "arrays.npz", **_arrays(result))
-        write_text_atomic(stage / "report.md", document.to_markdown())
-        write_text_atomic(stage / "report.html", document.to_html())
-        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+    files = write_run_folder(out, title=f"E1: {result.config['data']}, window {result.config['window']}",
+                             results=result.to_dict(), arrays=_arrays(result),
+                             document=lambda doc: _document_e1(result, doc),
+                             figures=lambda save: _figures(result, save))
     return {"out": str(out), "files": files, **summary_e1(result)}
 
 

@@ -44,12 +44,12 @@ from typing import Any
 
 import numpy as np
 
+from diffcrit._checks import check_int
 from diffcrit.validation.e1 import (
     _LEVEL_STYLE,
     E1_THEORY_LEVELS,
     _axes,
     _band,
-    _check_positive_int,
     _clock,
     _compare,
     _load_images,
@@ -287,15 +287,15 @@ def run_e2(
     """
     from diffcrit.numerics.samplers import get_sampler
 
-    n = _check_positive_int("n", n, 8)
-    size = _check_positive_int("size", size, 3)
-    n_jacobian = _check_positive_int("n_jacobian", n_jacobian, 8)
+    n = check_int("n", n, minimum=8)
+    size = check_int("size", size, minimum=3)
+    n_jacobian = check_int("n_jacobian", n_jacobian, minimum=8)
     if n_jacobian > n:
         raise ValueError(f"n_jacobian must be <= n = {n}, got {n_jacobian}")
-    n_levels = _check_positive_int("n_levels", n_levels, 5)
-    n_bootstrap = _check_positive_int("n_bootstrap", n_bootstrap, 20)
-    n_theory_samples = _check_positive_int("n_theory_samples", n_theory_samples, 2)
-    train_steps = _check_positive_int("train_steps", train_steps, 1)
+    n_levels = check_int("n_levels", n_levels, minimum=5)
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=20)
+    n_theory_samples = check_int("n_theory_samples", n_theory_samples, minimum=2)
+    train_steps = check_int("train_steps", train_steps, minimum=1)
     if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0:
         raise TypeError(f"rng must be an integer seed >= 0, got {rng!r}")
     if dtype not in ("float32", "float64"):
@@ -324,7 +324,7 @@ def run_e2(
         if receptive_field is None:
             raise ValueError("a ready denoiser needs receptive_field: the window its output depends on "
                              "(the locality residual reports whether the Jacobian reaches beyond it)")
-        receptive = _check_positive_int("receptive_field", receptive_field, 1)
+        receptive = check_int("receptive_field", receptive_field, minimum=1)
         if receptive % 2 == 0:
             raise ValueError(f"receptive_field must be odd, got {receptive}")
         field_shape = tuple(getattr(net, "field_shape", ()))
@@ -607,46 +607,41 @@ def _figures(result: E2Result, save) -> None:
              "e2_samples", "A few final samples of the network's ensemble.")
 
 
+def _arrays(result: E2Result) -> dict:
+    arrays = {"s": result.s, "kappa_mean": result.kappa_mean, "gamma_min": result.stiffness.gamma_min.values,
+              "gamma_min_replicates": result.stiffness.gamma_min.replicates, "xi_2": result.xi_2.values,
+              "xi_oz": result.xi_oz.values, "kernel_mass": result.kernel_mass, "offsets": result.offsets,
+              "effective_windows": result.effective_windows, "locality_residual": result.locality_residual,
+              "structure_factor": result.structure_factor, "final_samples": result.samples,
+              "wavevector_indices": result.wavevector_indices}
+    for window, by_level in result.predictions.items():
+        for level, pred in by_level.items():
+            arrays[f"theory_P{window}_{level}_gamma_min"] = pred.gamma_min
+    if result.training is not None:
+        arrays["training_loss"] = np.asarray(result.training["loss_history"])
+    return arrays
+
+
 def write_e2(out: str | Path, result: E2Result) -> dict:
     """Write the E2 run folder (staged, atomic): results.json, arrays.npz, figures/,
     report.md/.html and the network (``network.pt``; reload with
     :func:`~diffcrit.validation.convnet.load_denoiser` or pass the path as ``net``).
     """
-    from diffcrit.validation.document import Document
-    from diffcrit.validation.plots import save_figure
-    from diffcrit.validation.runio import staged_run_folder, write_json_atomic, write_npz_atomic, write_text_atomic
+    from diffcrit.validation.runio import write_run_folder
 
     if not isinstance(result, E2Result):
         raise TypeError(f"result must be an E2Result, got {type(result).__name__}")
-    out = Path(out)
-    document = Document(title=f"E2: {result.config['data']}, receptive field {result.receptive_field}")
-    with staged_run_folder(out) as stage:
-        def save(ax, name, caption):
-            save_figure(ax, stage / "figures" / name)
-            document.figure(f"figures/{name}.png", caption)
 
-        _document_e2(result, document)
-        _figures(result, save)
-        arrays = {"s": result.s, "kappa_mean": result.kappa_mean, "gamma_min": result.stiffness.gamma_min.values,
-                  "gamma_min_replicates": result.stiffness.gamma_min.replicates, "xi_2": result.xi_2.values,
-                  "xi_oz": result.xi_oz.values, "kernel_mass": result.kernel_mass, "offsets": result.offsets,
-                  "effective_windows": result.effective_windows, "locality_residual": result.locality_residual,
-                  "structure_factor": result.structure_factor, "final_samples": result.samples,
-                  "wavevector_indices": result.wavevector_indices}
-        for window, by_level in result.predictions.items():
-            for level, pred in by_level.items():
-                arrays[f"theory_P{window}_{level}_gamma_min"] = pred.gamma_min
-        if result.training is not None:
-            arrays["training_loss"] = np.asarray(result.training["loss_history"])
-        write_json_atomic(stage / "results.json", result.to_dict())
-        write_npz_atomic(stage / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-        write_text_atomic(stage / "report.md", document.to_markdown())
-        write_text_atomic(stage / "report.html", document.to_html())
+    def save_network(stage: Path) -> None:
         if result.module is not None:
             from diffcrit.validation.convnet import save_denoiser
 
             save_denoiser(result.module, stage / "network.pt")
-        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+
+    files = write_run_folder(out, title=f"E2: {result.config['data']}, receptive field {result.receptive_field}",
+                             results=result.to_dict(), arrays=_arrays(result),
+                             document=lambda doc: _document_e2(result, doc),
+                             figures=lambda save: _figures(result, save), extra=save_network)
     return {"out": str(out), "files": files, **summary_e2(result)}
 
 

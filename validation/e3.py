@@ -82,7 +82,6 @@ the figures :func:`plot_e3_alignment` and :func:`plot_e3_samples`.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +89,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from diffcrit._checks import check_float, check_int
 from diffcrit.numerics.denoisers import GuidanceWindow
-from diffcrit.validation.e1 import _check_positive_int as _check_int
 from diffcrit.validation.e1 import _clock
 
 __all__ = [
@@ -238,7 +237,7 @@ class ClassBlockDenoiser:
         self.denoisers = list(denoisers)
         if not self.denoisers:
             raise ValueError("denoisers must hold at least one denoiser")
-        self.block_size = _check_int("block_size", block_size, 1)
+        self.block_size = check_int("block_size", block_size, minimum=1)
         shape = getattr(self.denoisers[0], "field_shape", None)
         if shape is not None:
             self.field_shape = tuple(shape)
@@ -601,14 +600,7 @@ def _label(value: Any) -> Any:
 def _check_real(name: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
+    return check_float(name, value, positive=positive)
 
 
 def _load_labelled(data: Any) -> tuple[np.ndarray, np.ndarray, str]:
@@ -784,11 +776,11 @@ def run_e3(
         window, mode = None, None
     weight = _check_real("weight", weight)
     width = _check_real("width_ln_s", width_ln_s, positive=True)
-    n_per_class = _check_int("n_per_class", n_per_class, 2)
-    n_sweep = _check_int("n_sweep", n_sweep, 2)
-    n_random = _check_int("n_random", n_random, 1)
-    n_levels = _check_int("n_levels", n_levels, 3)
-    n_bootstrap = _check_int("n_bootstrap", n_bootstrap, 20)
+    n_per_class = check_int("n_per_class", n_per_class, minimum=2)
+    n_sweep = check_int("n_sweep", n_sweep, minimum=2)
+    n_random = check_int("n_random", n_random, minimum=1)
+    n_levels = check_int("n_levels", n_levels, minimum=3)
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=20)
     s_star = _check_real("s_star", s_star, positive=True, allow_none=True)
     confidence = _check_real("confidence", confidence)
     if not 0.0 < confidence < 1.0:
@@ -1160,24 +1152,12 @@ def write_e3(out: str | Path, result: E3Result) -> dict:
     Returns:
         A JSON-able summary: the folder, its files and :func:`summary_e3`.
     """
-    from diffcrit.validation.document import Document
-    from diffcrit.validation.plots import save_figure
-    from diffcrit.validation.runio import staged_run_folder, write_json_atomic, write_npz_atomic, write_text_atomic
+    from diffcrit.validation.runio import write_run_folder
 
     if not isinstance(result, E3Result):
         raise TypeError(f"result must be an E3Result, got {type(result).__name__}")
-    out = Path(out)
-    document = Document(title=f"E3: guidance pulse, {result.config['data']}, {result.config['model_description']}")
-    with staged_run_folder(out) as stage:
-        def save(ax, name, caption):
-            save_figure(ax, stage / "figures" / name)
-            document.figure(f"figures/{name}.png", caption)
-
-        _document_e3(result, document)
-        _figures(result, save)
-        write_json_atomic(stage / "results.json", result.to_dict())
-        write_npz_atomic(stage / "arrays.npz", **_arrays(result))
-        write_text_atomic(stage / "report.md", document.to_markdown())
-        write_text_atomic(stage / "report.html", document.to_html())
-        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+    title = f"E3: guidance pulse, {result.config['data']}, {result.config['model_description']}"
+    files = write_run_folder(out, title=title, results=result.to_dict(), arrays=_arrays(result),
+                             document=lambda doc: _document_e3(result, doc),
+                             figures=lambda save: _figures(result, save))
     return {"out": str(out), "files": files, **summary_e3(result)}

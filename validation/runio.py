@@ -14,7 +14,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -116,3 +116,46 @@ def staged_run_folder(out: str | os.PathLike, overwrite: bool = True) -> Iterato
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(stage, out)
+
+
+def write_run_folder(out: str | os.PathLike, *, title: str, results: dict, arrays: dict[str, Any],
+                     document: Callable[[Any], None], figures: Callable[[Callable[..., None]], None],
+                     extra: Callable[[Path], None] | None = None) -> list[str]:
+    """Write one experiment's run folder, staged and renamed into place at the end.
+
+    The folder holds ``results.json``, ``arrays.npz``, ``figures/`` (PNG and PDF),
+    ``report.md`` and ``report.html``.
+
+    Args:
+        out: the run folder (replaced if it exists).
+        title: the report's title.
+        results: the JSON-able results (written through :func:`to_jsonable`).
+        arrays: named arrays for ``arrays.npz``.
+        document: called with the report's :class:`~diffcrit.validation.document.Document`
+            to add its text.
+        figures: called with ``save(ax, name, caption)``, which writes a figure and
+            adds it to the report.
+        extra: called with the staging folder to write any further files.
+
+    Returns:
+        The folder's files, relative to it and sorted.
+    """
+    from diffcrit.validation.document import Document
+    from diffcrit.validation.plots import save_figure
+
+    report = Document(title=title)
+    with staged_run_folder(out) as stage:
+        def save(ax: Any, name: str, caption: str) -> None:
+            save_figure(ax, stage / "figures" / name)
+            report.figure(f"figures/{name}.png", caption)
+
+        document(report)
+        figures(save)
+        write_json_atomic(stage / "results.json", results)
+        write_npz_atomic(stage / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+        write_text_atomic(stage / "report.md", report.to_markdown())
+        write_text_atomic(stage / "report.html", report.to_html())
+        if extra is not None:
+            extra(stage)
+        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+    return files

@@ -55,6 +55,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from diffcrit._checks import check_choice, check_float, check_int
 from diffcrit.validation.convnet import _import_torch, atomic_torch_save
 
 __all__ = ["TrainingResult", "train_denoiser", "edm_loss_weight", "trivial_validation_loss",
@@ -166,31 +167,6 @@ class TrainingResult:
 
 
 # ------------------------------------------------------------------------- checks
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(name: str, value: Any, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
 
 
 def _check_images(images: Any) -> np.ndarray:
@@ -378,25 +354,25 @@ def train_denoiser(
     torch = _import_torch()
     _check_net(net, torch)
     data = _check_images(images)
-    steps = _check_int("steps", steps, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    lr = _check_real("lr", lr, positive=True)
-    p_mean = _check_real("p_mean", p_mean)
-    p_std = _check_real("p_std", p_std, positive=True)
-    seed = _check_int("seed", seed, 0)
-    augment = _check_choice("augment", augment, AUGMENTATIONS)
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_float("lr", lr, positive=True)
+    p_mean = check_float("p_mean", p_mean)
+    p_std = check_float("p_std", p_std, positive=True)
+    seed = check_int("seed", seed, minimum=0)
+    augment = check_choice("augment", augment, AUGMENTATIONS)
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be None, a str or os.PathLike, got {checkpoint!r}")
-    checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be a bool, got {progress!r}")
-    val_fraction = _check_real("val_fraction", val_fraction)
+    val_fraction = check_float("val_fraction", val_fraction)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    lr_schedule = _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    lr_schedule = check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     if grad_clip is not None:
-        grad_clip = _check_real("grad_clip", grad_clip, positive=True)
-    validate_every = checkpoint_every if validate_every is None else _check_int("validate_every", validate_every, 1)
+        grad_clip = check_float("grad_clip", grad_clip, positive=True)
+    validate_every = checkpoint_every if validate_every is None else check_int("validate_every", validate_every, minimum=1)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
     train_idx, val_idx = _split(data.shape[0], val_fraction)

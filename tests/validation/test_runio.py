@@ -9,6 +9,7 @@ from diffcrit.validation.runio import (
     to_jsonable,
     write_json_atomic,
     write_npz_atomic,
+    write_run_folder,
 )
 
 
@@ -47,3 +48,35 @@ def test_staged_folder_replaces_existing(tmp_path):
     with pytest.raises(ValueError, match="exists"):
         with staged_run_folder(out, overwrite=False):
             pass
+
+
+def test_write_run_folder_writes_every_part_and_keeps_an_old_folder_on_failure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = tmp_path / "run"
+
+    def figures(save):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        save(ax, "line", "A falling line.")
+
+    files = write_run_folder(out, title="T", results={"x": np.float64(0.5)}, arrays={"a": [1, 2]},
+                             document=lambda doc: doc.paragraph("Body text."), figures=figures,
+                             extra=lambda stage: (stage / "extra.txt").write_text("e"))
+    assert files == ["arrays.npz", "extra.txt", "figures/line.pdf", "figures/line.png", "report.html",
+                     "report.md", "results.json"]
+    assert json.loads((out / "results.json").read_text()) == {"x": 0.5}
+    np.testing.assert_array_equal(np.load(out / "arrays.npz")["a"], [1, 2])
+    markdown = (out / "report.md").read_text()
+    assert "Body text." in markdown and "figures/line.png" in markdown and "A falling line." in markdown
+
+    def broken(doc):
+        raise RuntimeError("document failed")
+
+    with pytest.raises(RuntimeError, match="document failed"):
+        write_run_folder(out, title="T", results={}, arrays={}, document=broken, figures=figures)
+    assert (out / "extra.txt").exists()  # the earlier folder is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]

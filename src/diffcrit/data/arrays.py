@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcrit.data._checks import check_limit, existing_file
+from diffcrit._checks import check_limit, existing_file
 from diffcrit.data.dataset import Dataset
 
 IMAGE_KEYS = ("images", "x")

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from diffcrit.data._checks import as_generator, check_choice, check_int
+from diffcrit._checks import as_generator, check_choice, check_int
 
 STANDARDIZATION_MODES = ("global", "per-pixel", "none")
 

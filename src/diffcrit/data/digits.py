@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffcrit.data._checks import check_limit
+from diffcrit._checks import check_limit
 from diffcrit.data.dataset import Dataset, _owned_dataset
 
 

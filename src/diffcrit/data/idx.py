@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcrit.data._checks import check_limit, existing_file
+from diffcrit._checks import check_limit, existing_file
 from diffcrit.data.dataset import Dataset, _owned_dataset
 
 IDX_TYPES: dict[int, np.dtype] = {

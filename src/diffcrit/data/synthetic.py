@@ -58,7 +58,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from diffcrit.data._checks import as_generator, check_choice, check_float, check_int
+from diffcrit._checks import as_generator, check_choice, check_float, check_int
 from diffcrit.data.dataset import Dataset, _owned_dataset
 
 SPECTRUM_SHAPES = ("gaussian", "power")

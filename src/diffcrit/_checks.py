@@ -1,4 +1,4 @@
-"""Argument checks shared by the data modules (numpy only).
+"""Argument checks shared across the package (numpy only).
 
 Each check names the parameter, the value it got and what is allowed, so that bad
 input fails before any work is done.
