@@ -20,7 +20,7 @@ E1. At each observed noise level:
   the Ornstein–Zernike length.
 
 The measured curves and critical-noise estimates are those of E1
-(:func:`~diffcrit.validation.e1.measure_curves`). The **effective window**
+(:func:`~diffcrit.numerics.ensemble.measure_curves`). The **effective window**
 ``P_eff`` is the smallest centred window holding ``fraction`` (default 90 %) of the
 kernel mass away from ``r = 0``, at the observed level nearest the measured critical
 point (zero crossing, else susceptibility peak;
@@ -39,22 +39,23 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from diffcrit._checks import check_int
+from diffcrit.numerics.ensemble import measure_curves
+from diffcrit.validation.compare import compare
 from diffcrit.validation.e1 import (
     _LEVEL_STYLE,
     E1_THEORY_LEVELS,
     _axes,
     _band,
     _clock,
-    _compare,
     _load_images,
     low_k_mask,
-    measure_curves,
 )
 
 __all__ = [
@@ -164,7 +165,7 @@ class E2Result:
             "effective_windows": self.effective_windows.tolist(),
             "locality_residual_max": float(np.max(self.locality_residual)),
             "predictions": preds,
-            "comparisons": {str(w): {lv: dict(c) for lv, c in by.items()} for w, by in self.comparisons.items()},
+            "comparisons": {str(w): {lv: c.to_dict() for lv, c in by.items()} for w, by in self.comparisons.items()},
             "curves": {
                 "gamma_min": self.stiffness.gamma_min.to_dict(),
                 "kappa_max": self.kappa_max.to_dict(),
@@ -183,7 +184,7 @@ class E2Result:
             lines.append(f"  measured {name}: {est!r}")
         for window, by_level in self.comparisons.items():
             for level, comp in by_level.items():
-                lines.append(f"  P={window} {level}: {comp['verdict']}")
+                lines.append(f"  P={window} {level}: {comp.verdict}")
         lines.append(")")
         return "\n".join(lines)
 
@@ -434,8 +435,7 @@ def run_e2(
                                 s_start=float(s_obs[0]), n_samples=n_theory_samples)
             theory_seconds[f"P{window}_{level}"] = round(time.perf_counter() - t0, 3)
             predictions[window][level] = pred
-            comparisons[window][level] = _compare(level, pred, measured["measured_kind"], measured["estimates"],
-                                                  measured["stiffness"].gamma_min, measured["min_gamma"], confidence)
+            comparisons[window][level] = compare(pred, SimpleNamespace(**measured), confidence=confidence)
 
     config = {
         "data": name, "schedule": sched.spec, "n": n, "size": size, "lattice": list(lattice), "n_jacobian": n_jacobian,
@@ -585,10 +585,10 @@ def _document_e2(result: E2Result, document: Any, heading: bool = True) -> None:
         for level, comp in by_level.items():
             pred = result.predictions[window][level]
             rows.append({"window": window, "level": level, "kind": pred.kind, "s_c": pred.s_c,
-                         "inside primary interval": comp["inside_primary_interval"],
-                         "gamma_min RMS diff": comp["gamma_min_rms_difference"]})
+                         "inside primary interval": comp.inside_primary_interval,
+                         "gamma_min RMS diff": comp.gamma_min_rms_difference})
     document.table(rows)
-    document.bullets([f"P={w} {lv}: {comp['verdict']}" for w, by in result.comparisons.items()
+    document.bullets([f"P={w} {lv}: {comp.verdict}" for w, by in result.comparisons.items()
                       for lv, comp in by.items()])
 
 

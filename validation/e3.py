@@ -91,7 +91,7 @@ import numpy as np
 
 from diffcrit._checks import check_float, check_int
 from diffcrit.numerics.denoisers import GuidanceWindow
-from diffcrit.validation.e1 import _clock
+from diffcrit.numerics.ensemble import schedule_time as _clock
 
 __all__ = [
     "E3_MODELS",

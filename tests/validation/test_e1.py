@@ -5,74 +5,14 @@ import numpy as np
 import pytest
 
 import diffcrit.validation.cli_simulate  # noqa: F401  (registers the subcommand)
-from diffcrit.numerics.jacobian_probes import fourier_jacobian_spectrum, representative_wavevector_indices
-from diffcrit.numerics.observables import (
-    bootstrap_member_indices,
-    ornstein_zernike_correlation_length,
-    second_moment_correlation_length,
-)
+from diffcrit.numerics.jacobian_probes import representative_wavevector_indices
 from diffcrit.numerics.patch_denoiser import PatchDenoiser
 from diffcrit.validation.cli import main
-from diffcrit.validation.e1 import (
-    E1_THEORY_LEVELS,
-    E1Result,
-    kappa_hat_from_jacobian_rows,
-    low_k_mask,
-    project_low_k,
-    run_e1,
-    theory_s_c_interval,
-)
+from diffcrit.validation.e1 import E1_THEORY_LEVELS, E1Result, run_e1
 from diffcrit.validation.runio import dumps
 
 TINY = "synthetic:binary?size=8&corr=1.5&n=32&seed=1"
 TINY_RUN = dict(window=3, n=16, size=8, n_levels=8, progress=False, n_bootstrap=40, n_theory_samples=8)
-
-
-def _wavevectors(shape):
-    idx = representative_wavevector_indices(shape)
-    return 2.0 * np.pi * idx / np.asarray(shape)
-
-
-@pytest.mark.parametrize("shape, window", [((8, 8), 3), ((7, 9), 3), ((12,), 5)])
-def test_kappa_shortcut_equals_fourier_probe(shape, window):
-    rng = np.random.default_rng(3)
-    images = np.sign(rng.standard_normal((6,) + shape)) + 0.3 * rng.standard_normal((6,) + shape)
-    model = PatchDenoiser(images, window)  # numba backend; its twin is tested in numerics
-    states = rng.standard_normal((3,) + shape) * 1.2  # generic, non-homogeneous states
-    s = 0.9
-    shortcut = kappa_hat_from_jacobian_rows(model.jacobian_rows(states, s), model.offsets, _wavevectors(shape))
-    probe = fourier_jacobian_spectrum(None, states, s, jvp=model.jvp)
-    # both evaluate the same finite sums (cos/sin probes vs sum_r Kbar(r) cos(k.r)),
-    # so they differ by rounding only: ~1e-15 relative to O(1) values
-    np.testing.assert_allclose(shortcut, probe.kappa, rtol=0, atol=1e-12)
-    # independent of jacobian_rows: central differences of D itself (step eps^(1/3):
-    # truncation + rounding error ~1e-10 relative on O(1) curvature)
-    fd = fourier_jacobian_spectrum(model, states, s)
-    np.testing.assert_allclose(shortcut, fd.kappa, rtol=0, atol=1e-7)
-
-
-def test_low_k_projection_gives_identical_estimators():
-    rng = np.random.default_rng(5)
-    shape = (10, 10)
-    white = rng.standard_normal((24,) + shape)
-    kernel = np.exp(-0.5 * (np.minimum(np.arange(10), 10 - np.arange(10)) / 1.5) ** 2)
-    fields = np.fft.ifft2(np.fft.fft2(white) * np.fft.fft2(np.outer(kernel, kernel))).real + 0.3
-    projected = project_low_k(fields, low_k_mask(shape))
-    assert not np.allclose(projected, fields)  # the projection does remove information
-    idx = bootstrap_member_indices(24, 50, 0)
-    for estimator in (second_moment_correlation_length, ornstein_zernike_correlation_length):
-        full = estimator(fields, n_bootstrap=0, member_indices=idx)
-        proj = estimator(projected, n_bootstrap=0, member_indices=idx)
-        # exact in exact arithmetic; FFT round trips leave ~1e-15 relative
-        assert proj.value == pytest.approx(full.value, rel=1e-10)
-        np.testing.assert_allclose(proj.replicates, full.replicates, rtol=1e-10)
-
-
-def test_low_k_mask_is_symmetric_and_holds_minimal_wavevectors():
-    mask = low_k_mask((8, 6))
-    assert mask[0, 0] and mask[1, 0] and mask[7, 0] and mask[0, 1] and mask[0, 5]
-    neg = mask[(-np.arange(8)) % 8][:, (-np.arange(6)) % 6]
-    assert np.array_equal(mask, neg)
 
 
 @pytest.fixture(scope="module")
@@ -98,19 +38,19 @@ def test_run_structure(tiny_result):
     assert np.max(np.abs(r.kappa_mean[0])) <= bound * 1.2  # 1.2: standardization rescales range slightly
     for level, comp in r.comparisons.items():
         pred = r.predictions[level]
-        primary = r.estimates[comp["primary_estimator"]]
+        primary = r.estimates[comp.primary_estimator]
         if primary.interval is not None:
-            assert comp["inside_primary_interval"] == (primary.interval[0] <= pred.s_c <= primary.interval[1])
-        assert comp["kind_agrees"] == (pred.kind == r.measured_kind)
-        assert comp["verdict"].startswith(("agrees", "disagrees", "undecided"))
-        if comp["inside_primary_interval"] is False:
-            overlap = comp["theory_interval_overlaps_primary"]
-            assert comp["verdict"].startswith("agrees within" if overlap else "disagrees")
-        if comp["predicted_s_c_interval"] is not None:
-            low, high = comp["predicted_s_c_interval"]
+            assert comp.inside_primary_interval == (primary.interval[0] <= pred.s_c <= primary.interval[1])
+        assert comp.kind_agrees == (pred.kind == r.measured_kind)
+        assert comp.verdict.startswith(("agrees", "disagrees", "undecided"))
+        if comp.inside_primary_interval is False:
+            overlap = comp.theory_interval_overlaps_primary
+            assert comp.verdict.startswith("agrees within" if overlap else "disagrees")
+        if comp.predicted_s_c_interval is not None:
+            low, high = comp.predicted_s_c_interval
             assert low <= pred.s_c <= high
-    assert r.comparisons["moment"]["predicted_s_c_interval"] is None  # exact level: no Monte Carlo error
-    assert r.comparisons["marginal"]["predicted_s_c_interval"] is not None
+    assert r.comparisons["moment"].predicted_s_c_interval is None  # exact level: no Monte Carlo error
+    assert r.comparisons["marginal"].predicted_s_c_interval is not None
     sc = r.self_consistent
     assert sc["kappa_max"].shape == (n_s,) and sc["n_samples"] == 16
     # at s_max >> data scale J ~ C_W / s^2 whatever the state: the softening over the
@@ -127,38 +67,6 @@ def test_run_structure(tiny_result):
     text = dumps(r.to_dict())  # strict JSON, no NaN
     assert json.loads(text)["experiment"] == "E1"
     assert "E1Result(" in repr(r)
-
-
-def _fake_prediction(kind, s, kappa_max, stderr, s_c):
-    from types import SimpleNamespace
-
-    n_s = len(s)
-    kappa = np.stack([kappa_max, kappa_max - 0.3], axis=1).reshape(n_s, 2, 1)  # one softest mode
-    se = np.stack([stderr, 10 * stderr], axis=1).reshape(n_s, 2, 1)  # the other mode's error must not matter
-    return SimpleNamespace(kind=kind, s_grid=s, kappa=kappa, kappa_stderr=se, s_c=s_c)
-
-
-def test_theory_interval_of_s_c_from_monte_carlo_error():
-    from statistics import NormalDist
-
-    z = NormalDist().inv_cdf(0.975)
-    s = np.geomspace(10.0, 0.1, 4001)  # fine grid: linear interpolation error ~1e-6 in ln s
-    u = np.log(s)
-    # pseudo-critical: a parabolic peak 0.8 - u^2 at s = 1 with a constant error e; the
-    # peak can sit where 0.8 - u^2 >= 0.8 - z sqrt(2) e, i.e. |u| <= sqrt(z sqrt(2) e)
-    e = 0.01
-    pred = _fake_prediction("pseudo-critical", s, 0.8 - u**2, np.full_like(s, e), 1.0)
-    low, high = theory_s_c_interval(pred, 0.95)
-    half = math.sqrt(z * math.sqrt(2) * e)
-    assert math.log(high) == pytest.approx(half, abs=1e-4) and math.log(low) == pytest.approx(-half, abs=1e-4)
-    # critical: kappa_max = 1 - a u crosses 1 at s = 1; the band +- z e crosses it at u = +- z e / a
-    a = 0.5
-    pred = _fake_prediction("critical", s, 1.0 - a * u, np.full_like(s, e), 1.0)
-    low, high = theory_s_c_interval(pred, 0.95)
-    assert math.log(high) == pytest.approx(z * e / a, abs=1e-4) and math.log(low) == pytest.approx(-z * e / a, abs=1e-4)
-    # exact levels carry no Monte Carlo error
-    pred = _fake_prediction("critical", s, 1.0 - a * u, np.full_like(s, e), 1.0)
-    assert theory_s_c_interval(type("P", (), {**pred.__dict__, "kappa_stderr": None})(), 0.95) is None
 
 
 def test_reproducible_by_seed(tiny_result):
@@ -247,7 +155,7 @@ def test_symmetric_binary_texture_stays_pseudo_critical_and_marginal_level_wins(
     assert r.measured_kind == "pseudo-critical"
     assert r.min_gamma["interval"][0] > 0.0
     assert r.predictions["moment"].kind == "critical"
-    rms = {lv: c["gamma_min_rms_difference"] for lv, c in r.comparisons.items()}
+    rms = {lv: c.gamma_min_rms_difference for lv, c in r.comparisons.items()}
     assert rms["marginal"] < rms["moment"]
     assert rms["marginal"] < rms["homogeneous"]
 
