@@ -65,6 +65,7 @@ from diffcrit.numerics.local_jacobian import kappa_hat_from_jacobian_rows
 
 __all__ = [
     "Ensemble",
+    "MeasuredCurves",
     "simulate",
     "measure_curves",
     "low_k_mask",
@@ -227,8 +228,45 @@ def measure_curves(s_obs: np.ndarray, kappa: np.ndarray, low_k: np.ndarray, latt
 # ----------------------------------------------------------------------------------
 
 
+class MeasuredCurves:
+    """What every measurement along ``s`` reports: the estimates in ``s`` and in the
+    schedule's clock, and the curves with their bootstrap bands.
+
+    For dataclasses with ``config["schedule"]``, ``estimates``, ``stiffness``,
+    ``kappa_max``, ``xi_2`` and ``xi_oz`` (:class:`Ensemble`, the trained-network
+    :class:`~diffcrit.validation.probe.Measurement`, the experiments' results).
+    """
+
+    def clock(self, s_value: float | None) -> float | None:
+        """``t(s)`` in the run's schedule (``None`` outside its range or for ``None``)."""
+        return schedule_time(self.config["schedule"], s_value)
+
+    def measured_summary(self) -> dict:
+        """Measured estimates with intervals, in ``s`` and in the schedule's clock."""
+        out = {}
+        for name, est in self.estimates.items():
+            entry = est.to_dict()
+            entry["value"] = est.value
+            entry["t"] = self.clock(est.value)
+            entry["t_interval"] = None if est.interval is None else [self.clock(v) for v in est.interval]
+            out[name] = entry
+        return out
+
+    def curves(self) -> dict:
+        """The measured curves with their bootstrap bands, JSON-ready."""
+        return {
+            "gamma_min": self.stiffness.gamma_min.to_dict(),
+            "gamma_kmin": None if self.stiffness.gamma_kmin is None else self.stiffness.gamma_kmin.to_dict(),
+            "xi_J": None if self.stiffness.xi_J is None else self.stiffness.xi_J.to_dict(),
+            "kappa_max": self.kappa_max.to_dict(),
+            "xi_2": self.xi_2.to_dict(),
+            "xi_oz": self.xi_oz.to_dict(),
+            "k_at_min": self.stiffness.k_at_min.tolist(),
+        }
+
+
 @dataclass(frozen=True, eq=False)
-class Ensemble:
+class Ensemble(MeasuredCurves):
     """Outcome of :func:`simulate` (noise levels decreasing, VE-equivalent ``s``).
 
     Attributes:
@@ -271,33 +309,6 @@ class Ensemble:
     samples: np.ndarray
     timings: dict = field(default_factory=dict)
     denoiser: Any = field(default=None, repr=False)
-
-    def clock(self, s_value: float | None) -> float | None:
-        """``t(s)`` in the run's schedule (``None`` outside its range or for ``None``)."""
-        return schedule_time(self.config["schedule"], s_value)
-
-    def measured_summary(self) -> dict:
-        """Measured estimates with intervals, in ``s`` and in the schedule's clock."""
-        out = {}
-        for name, est in self.estimates.items():
-            entry = est.to_dict()
-            entry["value"] = est.value
-            entry["t"] = self.clock(est.value)
-            entry["t_interval"] = None if est.interval is None else [self.clock(v) for v in est.interval]
-            out[name] = entry
-        return out
-
-    def curves(self) -> dict:
-        """The measured curves with their bootstrap bands, JSON-ready."""
-        return {
-            "gamma_min": self.stiffness.gamma_min.to_dict(),
-            "gamma_kmin": None if self.stiffness.gamma_kmin is None else self.stiffness.gamma_kmin.to_dict(),
-            "xi_J": None if self.stiffness.xi_J is None else self.stiffness.xi_J.to_dict(),
-            "kappa_max": self.kappa_max.to_dict(),
-            "xi_2": self.xi_2.to_dict(),
-            "xi_oz": self.xi_oz.to_dict(),
-            "k_at_min": self.stiffness.k_at_min.tolist(),
-        }
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary (the curves as lists; not the samples)."""
@@ -358,11 +369,14 @@ def check_window(window: Any) -> int:
     return int(window)
 
 
-def ensemble_seeds(rng: Any) -> tuple[int, int, int]:
-    """Independent seeds ``(sampler, bootstrap, theory)`` from an int seed or a Generator."""
+def ensemble_seeds(rng: Any, count: int = 3) -> tuple[int, ...]:
+    """Independent seeds ``(sampler, bootstrap, theory, ...)`` from an int seed or a Generator.
+
+    The ``j``-th seed does not depend on ``count`` (children of one ``SeedSequence``).
+    """
     seeds = np.random.SeedSequence(rng if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)
                                    else np.random.default_rng(rng).integers(2**63))
-    return tuple(int(c.generate_state(1, dtype=np.uint64)[0] % 2**63) for c in seeds.spawn(3))
+    return tuple(int(c.generate_state(1, dtype=np.uint64)[0] % 2**63) for c in seeds.spawn(count))
 
 
 def simulate(

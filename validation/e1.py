@@ -43,10 +43,9 @@ import numpy as np
 
 from diffcrit._checks import check_int
 from diffcrit.numerics.ensemble import load_images as _load_images
-from diffcrit.numerics.ensemble import low_k_mask, measure_curves, project_low_k
-from diffcrit.numerics.ensemble import schedule_time as _clock
+from diffcrit.numerics.ensemble import MeasuredCurves
 from diffcrit.numerics.local_jacobian import kappa_hat_from_jacobian_rows
-from diffcrit.validation.compare import compare, theory_s_c_interval
+from diffcrit.validation.compare import compare
 
 __all__ = [
     "E1_THEORY_LEVELS",
@@ -54,11 +53,6 @@ __all__ = [
     "run_e1",
     "write_e1",
     "section_e1",
-    "kappa_hat_from_jacobian_rows",
-    "theory_s_c_interval",
-    "low_k_mask",
-    "project_low_k",
-    "measure_curves",
     "plot_e1_stiffness",
     "plot_e1_correlation_length",
     "plot_e1_kappa_max",
@@ -88,7 +82,7 @@ def _json_float(value: Any) -> Any:
 
 
 @dataclass(frozen=True, eq=False)
-class E1Result:
+class E1Result(MeasuredCurves):
     """Outcome of :func:`run_e1` (all noise levels decreasing, VE-equivalent ``s``).
 
     Attributes:
@@ -140,22 +134,6 @@ class E1Result:
     timings: dict = field(default_factory=dict)
     self_consistent: dict | None = None
 
-    # -- summaries --------------------------------------------------------------------
-    def measured_summary(self) -> dict:
-        """Measured estimates with intervals, in ``s`` and in the schedule's clock."""
-        out = {}
-        for name, est in self.estimates.items():
-            entry = est.to_dict()
-            entry["value"] = est.value
-            entry["t"] = self.clock(est.value)
-            entry["t_interval"] = None if est.interval is None else [self.clock(v) for v in est.interval]
-            out[name] = entry
-        return out
-
-    def clock(self, s_value: float | None) -> float | None:
-        """``t(s)`` in the run's schedule (``None`` outside its range or for ``None``)."""
-        return _clock(self.config["schedule"], s_value)
-
     def to_dict(self) -> dict:
         """JSON-ready dictionary (the curves as lists)."""
         preds = {}
@@ -172,15 +150,6 @@ class E1Result:
                 "s_saturation": p.s_saturation,
                 "notes": list(p.notes),
             }
-        curves = {
-            "gamma_min": self.stiffness.gamma_min.to_dict(),
-            "gamma_kmin": None if self.stiffness.gamma_kmin is None else self.stiffness.gamma_kmin.to_dict(),
-            "xi_J": None if self.stiffness.xi_J is None else self.stiffness.xi_J.to_dict(),
-            "kappa_max": self.kappa_max.to_dict(),
-            "xi_2": self.xi_2.to_dict(),
-            "xi_oz": self.xi_oz.to_dict(),
-            "k_at_min": self.stiffness.k_at_min.tolist(),
-        }
         return {
             "experiment": "E1",
             "config": dict(self.config),
@@ -192,7 +161,7 @@ class E1Result:
             "min_gamma": dict(self.min_gamma),
             "predictions": preds,
             "comparisons": {k: v.to_dict() for k, v in self.comparisons.items()},
-            "curves": curves,
+            "curves": self.curves(),
             "timings": dict(self.timings),
             "self_consistent": None if self.self_consistent is None else {
                 "kappa_max": [float(v) for v in self.self_consistent["kappa_max"]],

@@ -36,27 +36,24 @@ the trained network), the figures ``plot_e2_*``.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from diffcrit._checks import check_int
-from diffcrit.numerics.ensemble import measure_curves
+from diffcrit.numerics.ensemble import MeasuredCurves
 from diffcrit.validation.compare import compare
 from diffcrit.validation.e1 import (
     _LEVEL_STYLE,
     E1_THEORY_LEVELS,
     _axes,
     _band,
-    _clock,
     _load_images,
-    low_k_mask,
 )
+from diffcrit.validation.probe import describe_denoiser, is_ready_denoiser
 
 __all__ = [
     "E2Result",
@@ -74,7 +71,7 @@ E2_DEFAULT_NETWORK = {"depth": 3, "channels": 32, "kernel_size": 3}
 
 
 @dataclass(frozen=True, eq=False)
-class E2Result:
+class E2Result(MeasuredCurves):
     """Outcome of :func:`run_e2` (noise levels decreasing, VE-equivalent ``s``).
 
     Attributes:
@@ -130,19 +127,6 @@ class E2Result:
     def receptive_field(self) -> int:
         return int(self.network["receptive_field"])
 
-    def clock(self, s_value: float | None) -> float | None:
-        """``t(s)`` in the run's schedule (``None`` outside its range)."""
-        return _clock(self.config["schedule"], s_value)
-
-    def measured_summary(self) -> dict:
-        out = {}
-        for name, est in self.estimates.items():
-            entry = est.to_dict()
-            entry["value"] = est.value
-            entry["t"] = self.clock(est.value)
-            out[name] = entry
-        return out
-
     def to_dict(self) -> dict:
         preds = {}
         for window, by_level in self.predictions.items():
@@ -166,13 +150,7 @@ class E2Result:
             "locality_residual_max": float(np.max(self.locality_residual)),
             "predictions": preds,
             "comparisons": {str(w): {lv: c.to_dict() for lv, c in by.items()} for w, by in self.comparisons.items()},
-            "curves": {
-                "gamma_min": self.stiffness.gamma_min.to_dict(),
-                "kappa_max": self.kappa_max.to_dict(),
-                "xi_2": self.xi_2.to_dict(),
-                "xi_oz": self.xi_oz.to_dict(),
-                "k_at_min": self.stiffness.k_at_min.tolist(),
-            },
+            "curves": self.curves(),
             "timings": dict(self.timings),
         }
 
@@ -209,16 +187,6 @@ def _network_inputs(net: Any, images: np.ndarray, depth: int, channels: int, ker
         raise TypeError("net must be a path to a saved PeriodicConvDenoiser or the module itself "
                         f"(with receptive_field and config), got {type(net).__name__}")
     return net, None
-
-
-def _is_ready_denoiser(net: Any) -> bool:
-    """A denoiser object with a JVP (a wrapped network), as opposed to a module or a path."""
-    return callable(net) and callable(getattr(net, "jvp", None)) and hasattr(net, "field_shape")
-
-
-def _describe(net: Any) -> Any:
-    to_dict = getattr(net, "to_dict", None)
-    return to_dict() if callable(to_dict) else repr(net)
 
 
 def run_e2(
@@ -320,7 +288,7 @@ def run_e2(
 
     # ---- the network ------------------------------------------------------------------
     started = time.perf_counter()
-    if _is_ready_denoiser(net):
+    if is_ready_denoiser(net):
         # a wrapped network of the user's (e.g. a TorchDenoiser): probed as it is
         if receptive_field is None:
             raise ValueError("a ready denoiser needs receptive_field: the window its output depends on "
@@ -333,7 +301,7 @@ def run_e2(
             raise ValueError(f"the denoiser's field_shape {field_shape} must be the simulated lattice ({size}, {size}); "
                              "pass size equal to its side")
         model, module, training = net, None, None
-        network = {"kind": "given", "description": _describe(net), "receptive_field": receptive}
+        network = {"kind": "given", "description": describe_denoiser(net), "receptive_field": receptive}
     else:
         if receptive_field is not None:
             raise ValueError("receptive_field is only for a ready denoiser; a convnet declares its own")
@@ -355,71 +323,16 @@ def run_e2(
     seconds_training = time.perf_counter() - started
     if receptive > size:
         raise ValueError(f"the receptive field {receptive} exceeds the lattice side {size}; use size >= {receptive}")
-    model_s_max = getattr(getattr(model, "schedule", None), "s_max", math.inf)
 
-    from diffcrit.numerics.jacobian_probes import representative_wavevector_indices
-    from diffcrit.numerics.local_jacobian import effective_window, local_jacobian
-    from diffcrit.numerics.observables import bootstrap_member_indices, structure_factor
-    from diffcrit.numerics.samplers import geometric_s_grid, sample
-    from diffcrit.theory.patch_stats import noise_scan_upper_bound, patch_statistics
+    # ---- the ensemble and its measured curves --------------------------------------------
+    from diffcrit.numerics.ensemble import ensemble_seeds
+    from diffcrit.validation.probe import probe
 
-    std = float(images.std())
-    bound = noise_scan_upper_bound(patch_statistics(images, receptive))
-    s_top = min(max(4.0 * bound, 10.0 * std), 0.5 * model_s_max) if s_max is None else float(s_max)
-    s_bottom = 0.05 * std if s_min is None else float(s_min)
-    if not (math.isfinite(s_top) and math.isfinite(s_bottom) and 0 < s_bottom < s_top):
-        raise ValueError(f"need 0 < s_min < s_max, got s_min={s_bottom!r}, s_max={s_top!r}")
-
-    seeds = np.random.SeedSequence(int(rng)).spawn(4)
-    sampler_seed, boot_seed, theory_seed, probe_seed = (int(c.generate_state(1, dtype=np.uint64)[0] % 2**63)
-                                                        for c in seeds)
-    wave_idx = representative_wavevector_indices(lattice)
-    wavevectors = 2.0 * np.pi * wave_idx / np.asarray(lattice)
-    flat_mask = np.flatnonzero(low_k_mask(lattice).ravel())
-    grid = geometric_s_grid(s_top, s_bottom, n_levels - 1)
-    from diffcrit.theory.windows import square_window
-
-    offsets = square_window(receptive, 2)
-    n_kappa = n_jacobian * len(wave_idx)
-
-    def observe_jacobian(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        # one flat vector per level (kappa_hat of each member, kernel mass, locality
-        # residual): the observer is a function of its arguments only
-        level = int(np.argmin(np.abs(grid - s)))
-        local = local_jacobian(None, np.asarray(y[:n_jacobian], dtype=np.float64), s, offsets, jvp=model.jvp,
-                               rng=probe_seed + level)
-        return np.concatenate([local.kappa_hat(wavevectors).ravel(), local.kernel_mass(),
-                               [local.locality_residual.max()]])
-
-    def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        transform = np.fft.fftn(np.asarray(y, dtype=np.float64), axes=(1, 2))
-        return transform.reshape(y.shape[0], -1)[:, flat_mask]
-
-    def observe_structure(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        return structure_factor(np.asarray(y, dtype=np.float64))
-
-    started = time.perf_counter()
-    result = sample(model, (n,) + lattice, grid, method=method, rng=sampler_seed,
-                    observers={"jacobian": observe_jacobian, "low_k": observe_low_k, "structure": observe_structure},
-                    progress=bool(progress), mean=float(images.mean()), desc=f"E2 {name} R={receptive}",
-                    dtype=np.float64)
-    seconds_sampling = time.perf_counter() - started
-    s_obs = result.observed_s
-    jacobian = result.observations["jacobian"]
-    kappa = jacobian[:, :n_kappa].reshape(len(s_obs), n_jacobian, len(wave_idx))
-    kernel_mass = jacobian[:, n_kappa:-1]  # (n_s, K)
-    residuals = jacobian[:, -1]
-
-    member_indices = bootstrap_member_indices(n, n_bootstrap, boot_seed)
-    kappa_members = bootstrap_member_indices(n_jacobian, n_bootstrap, boot_seed + 1)
-    measured = measure_curves(s_obs, kappa, result.observations["low_k"], lattice, wave_idx, flat_mask,
-                              member_indices, kappa_member_indices=kappa_members, confidence=confidence,
-                              method="local Jacobian by coloured autograd probes")
-    per_level = np.array([effective_window(m, offsets, fraction, exclude_centre=True).side for m in kernel_mass])
-    primary = measured["estimates"]["zero_crossing" if measured["measured_kind"] == "critical" else "susceptibility_peak"]
-    s_eff = primary.value if primary.value is not None else measured["min_gamma"]["s"]
-    j_eff = int(np.argmin(np.abs(np.log(np.asarray(s_obs)) - math.log(s_eff))))
-    eff = effective_window(kernel_mass[j_eff], offsets, fraction, exclude_centre=True)
+    measurement = probe(model, receptive, data=data, schedule=schedule, n=n, n_jacobian=n_jacobian, method=method,
+                        n_levels=n_levels, s_max=s_max, s_min=s_min, fraction=fraction, n_bootstrap=n_bootstrap,
+                        confidence=confidence, rng=int(rng), progress=progress)
+    s_obs = measurement.s
+    theory_seed = ensemble_seeds(int(rng), 4)[2]
 
     # ---- theory at the receptive field and at the effective window ----------------------
     from diffcrit.theory.patch import patch_theory
@@ -427,7 +340,7 @@ def run_e2(
     predictions: dict = {}
     comparisons: dict = {}
     theory_seconds: dict = {}
-    for window in dict.fromkeys((receptive, eff.side)):
+    for window in dict.fromkeys((receptive, measurement.effective_window.side)):
         predictions[window], comparisons[window] = {}, {}
         for level in levels:
             t0 = time.perf_counter()
@@ -435,26 +348,26 @@ def run_e2(
                                 s_start=float(s_obs[0]), n_samples=n_theory_samples)
             theory_seconds[f"P{window}_{level}"] = round(time.perf_counter() - t0, 3)
             predictions[window][level] = pred
-            comparisons[window][level] = compare(pred, SimpleNamespace(**measured), confidence=confidence)
+            comparisons[window][level] = compare(pred, measurement, confidence=confidence)
 
+    m = measurement
     config = {
         "data": name, "schedule": sched.spec, "n": n, "size": size, "lattice": list(lattice), "n_jacobian": n_jacobian,
-        "method": stepper.name, "n_levels": n_levels, "s_max": s_top, "s_min": s_bottom, "seed": int(rng),
-        "levels": list(levels), "fraction": float(fraction), "n_bootstrap": n_bootstrap, "confidence": confidence,
-        "n_theory_samples": n_theory_samples, "data_std": std, "trained_here": training is not None,
-        "s_effective_window": float(s_obs[j_eff]),
+        "method": m.config["method"], "n_levels": n_levels, "s_max": m.config["s_max"], "s_min": m.config["s_min"],
+        "seed": int(rng), "levels": list(levels), "fraction": float(fraction), "n_bootstrap": n_bootstrap,
+        "confidence": confidence, "n_theory_samples": n_theory_samples, "data_std": m.config["data_std"],
+        "trained_here": training is not None, "s_effective_window": m.config["s_effective_window"],
         "train_steps": train_steps if training is not None else None,
     }
     return E2Result(
-        config=config, network=network, training=training, s=s_obs,
-        t=tuple(_clock(sched.spec, v) for v in s_obs), wavevector_indices=wave_idx, kappa_mean=kappa.mean(axis=1),
-        stiffness=measured["stiffness"], xi_2=measured["xi_2"], xi_oz=measured["xi_oz"],
-        structure_factor=result.observations["structure"], kappa_max=measured["kappa_max"],
-        measured_kind=measured["measured_kind"], estimates=measured["estimates"], min_gamma=measured["min_gamma"],
-        offsets=offsets, kernel_mass=kernel_mass, effective_windows=per_level, effective_window=eff,
-        locality_residual=residuals, predictions=predictions, comparisons=comparisons,
-        samples=np.asarray(result.samples[:n_final_samples]),
-        timings={"training_seconds": round(seconds_training, 3), "sampling_seconds": round(seconds_sampling, 3),
+        config=config, network=network, training=training, s=s_obs, t=m.t, wavevector_indices=m.wavevector_indices,
+        kappa_mean=m.kappa_mean, stiffness=m.stiffness, xi_2=m.xi_2, xi_oz=m.xi_oz,
+        structure_factor=m.structure_factor, kappa_max=m.kappa_max, measured_kind=m.measured_kind,
+        estimates=m.estimates, min_gamma=m.min_gamma, offsets=m.offsets, kernel_mass=m.kernel_mass,
+        effective_windows=m.effective_windows, effective_window=m.effective_window,
+        locality_residual=m.locality_residual, predictions=predictions, comparisons=comparisons,
+        samples=m.samples[:n_final_samples],
+        timings={"training_seconds": round(seconds_training, 3), "sampling_seconds": m.timings["sampling_seconds"],
                  "theory_seconds": theory_seconds},
         module=module,
     )

@@ -85,15 +85,6 @@ def test_simulate_structure(tiny_ensemble):
     assert "Ensemble(data=" in repr(e) and "susceptibility_peak" in repr(e)
 
 
-def test_simulate_is_what_e1_measures(tiny_ensemble):
-    from diffcrit.validation.e1 import run_e1
-
-    r = run_e1(TINY, rng=0, n_theory_samples=4, levels=("moment",), **TINY_RUN)
-    np.testing.assert_array_equal(r.kappa_mean, tiny_ensemble.kappa_mean)
-    np.testing.assert_array_equal(r.xi_2.replicates, tiny_ensemble.xi_2.replicates)
-    assert r.to_dict()["measured"] == tiny_ensemble.to_dict()["measured"]
-
-
 def test_simulate_bad_input_raises_before_work():
     with pytest.raises(ValueError, match="window"):
         simulate(TINY, window=4, n=16, size=8)

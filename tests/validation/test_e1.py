@@ -69,6 +69,16 @@ def test_run_structure(tiny_result):
     assert "E1Result(" in repr(r)
 
 
+def test_run_e1_is_simulate_plus_theory():
+    from diffcrit.numerics.ensemble import simulate
+
+    ensemble = simulate(TINY, rng=0, **{k: v for k, v in TINY_RUN.items() if k != "n_theory_samples"})
+    r = run_e1(TINY, rng=0, levels=("moment",), **TINY_RUN)
+    np.testing.assert_array_equal(r.kappa_mean, ensemble.kappa_mean)
+    np.testing.assert_array_equal(r.xi_2.replicates, ensemble.xi_2.replicates)
+    assert r.to_dict()["measured"] == ensemble.to_dict()["measured"]
+
+
 def test_reproducible_by_seed(tiny_result):
     again = run_e1(TINY, rng=0, **TINY_RUN)
     np.testing.assert_array_equal(again.kappa_mean, tiny_result.kappa_mean)
