@@ -246,7 +246,24 @@ def _bench_pruning(images: np.ndarray, canvas: tuple[int, int], quick: bool, thr
         "max_abs_error": _max_abs_difference(values, exact),
         "error_bound": float(bound),
         "note": "throughput counts every pixel-patch pair, evaluated or skipped",
+        "by_noise": [_pruning_at(full, pruned, clean, s, repeats, rng) for s in _PRUNING_NOISE_LEVELS],
     }
+
+
+#: Where pruning stops paying: the pruned kernel bounds and evaluates one pixel at a
+#: time, the plain one tiles many pixels against each patch panel.
+_PRUNING_NOISE_LEVELS = (0.03, 0.3, 1.5)
+
+
+def _pruning_at(full: PatchDenoiser, pruned: PatchDenoiser, clean: np.ndarray, s: float, repeats: int,
+                rng: np.random.Generator) -> dict[str, Any]:
+    """Pruned against unpruned at one noise level on ``clean + s * noise``."""
+    field = clean + s * rng.standard_normal(clean.shape)
+    exact, stats_full = _timed(lambda: full(field, s), repeats)
+    (values, fraction), stats = _timed(lambda: prune_statistics(pruned, field, s), repeats)
+    return {"s": s, "fraction_of_blocks_evaluated": float(np.mean(fraction)),
+            "speedup": stats_full["seconds_best"] / stats["seconds_best"],
+            "max_abs_error": _max_abs_difference(values, exact)}
 
 
 # --------------------------------------------------------------------------------------

@@ -66,6 +66,11 @@ def test_pruning_within_its_stated_bound(quick_results):
     assert pruning["max_abs_error"] <= pruning["error_bound"] + bench.AGREEMENT_TOLERANCE
     assert 0 < pruning["fraction_of_blocks_evaluated"] <= 1
     assert _positive(pruning["pruned"]["pairs_per_second"])
+    for row in pruning["by_noise"]:  # each level: within the same bound, fewer blocks at lower noise
+        assert row["max_abs_error"] <= pruning["error_bound"] + bench.AGREEMENT_TOLERANCE
+        assert 0 < row["fraction_of_blocks_evaluated"] <= 1 and _positive(row["speedup"])
+    fractions = [row["fraction_of_blocks_evaluated"] for row in pruning["by_noise"]]
+    assert fractions == sorted(fractions)  # noise levels ascending: pruning can only skip less
 
 
 def test_binary_texture_merging(quick_results):
