@@ -108,6 +108,25 @@ def project_low_k(fields: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.fft.ifftn(np.where(mask, transform, 0.0), axes=axes).real
 
 
+def field_observers(lattice: tuple[int, ...]) -> tuple[dict, np.ndarray]:
+    """The observers every ensemble records besides its Jacobian: the low-``k`` Fourier
+    components of each member (``"low_k"``, on :func:`low_k_mask`) and the structure
+    factor (``"structure"``). Returns them and the mask's flat indices."""
+    from diffcrit.numerics.observables import structure_factor
+
+    flat_mask = np.flatnonzero(low_k_mask(lattice).ravel())
+    axes = tuple(range(1, len(lattice) + 1))
+
+    def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+        transform = np.fft.fftn(np.asarray(y, dtype=np.float64), axes=axes)
+        return transform.reshape(y.shape[0], -1)[:, flat_mask]
+
+    def observe_structure(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+        return structure_factor(np.asarray(y, dtype=np.float64))
+
+    return {"low_k": observe_low_k, "structure": observe_structure}, flat_mask
+
+
 def schedule_time(schedule: Any, s_value: float | None) -> float | None:
     """``t(s)`` in ``schedule``'s own clock; ``None`` for ``None``, a non-finite ``s`` or one outside its range."""
     if s_value is None or not math.isfinite(float(s_value)):
@@ -341,17 +360,20 @@ class Ensemble(MeasuredCurves):
 # ----------------------------------------------------------------------------------
 
 
-def load_images(data: Any, what: str = "the patch model") -> tuple[np.ndarray, str]:
-    """One-channel float64 images ``(n, *shape)`` and a name from a dataset spec or a ``Dataset``."""
+def resolve_dataset(data: Any) -> tuple[Any, str]:
+    """A :class:`~diffcrit.data.Dataset` and its name from a dataset spec or a ``Dataset``."""
     from diffcrit.data import Dataset, load_dataset
 
     if isinstance(data, str):
-        dataset = load_dataset(data)
-        name = data
-    elif isinstance(data, Dataset):
-        dataset, name = data, data.name
-    else:
-        raise TypeError(f"data must be a dataset spec (str) or a diffcrit Dataset, got {type(data).__name__}")
+        return load_dataset(data), data
+    if isinstance(data, Dataset):
+        return data, data.name
+    raise TypeError(f"data must be a dataset spec (str) or a diffcrit Dataset, got {type(data).__name__}")
+
+
+def load_images(data: Any, what: str = "the patch model") -> tuple[np.ndarray, str]:
+    """One-channel float64 images ``(n, *shape)`` and a name from a dataset spec or a ``Dataset``."""
+    dataset, name = resolve_dataset(data)
     images = np.asarray(dataset.images, dtype=np.float64)
     if images.ndim == 4:
         if images.shape[1] != 1:
@@ -475,7 +497,7 @@ def simulate(
                           dtype=dtype)
     wave_idx = representative_wavevector_indices(lattice)
     wavevectors = 2.0 * np.pi * wave_idx / np.asarray(lattice)
-    flat_mask = np.flatnonzero(low_k_mask(lattice).ravel())
+    observers, flat_mask = field_observers(lattice)
     grid = geometric_s_grid(s_top, s_bottom, n_levels - 1)
 
     # at an observed level one posterior-moments pass gives both D(y) (for the
@@ -495,18 +517,9 @@ def simulate(
             rows = model.jacobian_rows(y, s)
         return kappa_hat_from_jacobian_rows(rows, model.offsets, wavevectors)
 
-    def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        transform = np.fft.fftn(np.asarray(y, dtype=np.float64), axes=tuple(range(1, y.ndim)))
-        return transform.reshape(y.shape[0], -1)[:, flat_mask]
-
-    def observe_structure(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        from diffcrit.numerics.observables import structure_factor
-
-        return structure_factor(np.asarray(y, dtype=np.float64))
-
     started = time.perf_counter()
     result = sample(model, (n,) + lattice, grid, method=method, rng=sampler_seed,
-                    observers={"kappa": observe_kappa, "low_k": observe_low_k, "structure": observe_structure},
+                    observers={"kappa": observe_kappa, **observers},
                     progress=bool(progress), mean=float(images.mean()), desc=f"E1 {name} P={window}",
                     observed_denoiser=denoise_with_moments, dtype=dtype, checkpoint=checkpoint,
                     checkpoint_every=checkpoint_every,

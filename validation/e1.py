@@ -244,38 +244,16 @@ def run_e1(
     """Run experiment E1: the patch model's ensemble against its theory at each level.
 
     Args:
-        data: dataset spec (``"digits"``, ``"synthetic:binary?size=16&corr=1.5"``, ...)
-            or a :class:`~diffcrit.data.Dataset`; spec strings are standardized
-            globally (one scalar mean and std).
-        window: odd window side ``P``.
-        schedule: schedule spec whose clock the results are also read in.
-        n: ensemble size (>= 8, for the bootstrap).
-        size: lattice side of the simulated fields (the window must fit).
-        method: deterministic sampler of the probability-flow ODE (``"heun"``,
-            ``"euler"``, ``"ddim"``).
-        n_levels: observed noise levels, log-spaced from ``s_max`` to ``s_min``; the
-            sampler steps exactly onto them (``n_levels - 1`` steps).
-        s_max: start of the trajectories; default ``max(4 s_b, 10 std)`` with
-            ``s_b`` the bound above which no mode can be unstable
-            (:func:`~diffcrit.theory.patch_stats.noise_scan_upper_bound`).
-        s_min: end; default ``0.05 x std``.
+        data, window, schedule, n, size, method, n_levels, s_max, s_min, progress,
+            prune_margin, n_bootstrap, confidence, dtype, checkpoint, checkpoint_every:
+            the ensemble, as in :func:`~diffcrit.numerics.ensemble.simulate`.
         rng: int seed or numpy Generator (sampler, bootstrap and the marginal
             level's Monte Carlo draw independent streams from it).
-        progress: show progress bars.
-        prune_margin: passed to the denoiser (exact pruning at low noise).
         levels: theory levels to compare (subset of ``E1_THEORY_LEVELS``).
-        n_bootstrap: bootstrap replicates (members resampled, paired across ``s``).
-        confidence: level of every interval.
         n_theory_samples: Monte Carlo draws of the marginal level.
         n_final_samples: final samples kept for the figure.
-        dtype: ``"float64"`` (default) or ``"float32"``: precision of the denoiser
-            and the trajectories (observables are reduced in float64).
         n_self_consistent: final samples over which the self-consistent annealed
             softening is averaged (see :attr:`E1Result.self_consistent`).
-        checkpoint: optional file for the ensemble's state; an interrupted run
-            called again with the same file and arguments resumes where it stopped
-            (bit for bit, same thread count).
-        checkpoint_every: seconds between checkpoint writes.
 
     Returns:
         :class:`E1Result`. Each comparison holds the predicted kind and ``s_c``,

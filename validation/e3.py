@@ -604,19 +604,10 @@ def _check_real(name: str, value: Any, *, positive: bool = False, allow_none: bo
 
 
 def _load_labelled(data: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    from diffcrit.data import Dataset, load_dataset
+    from diffcrit.numerics.ensemble import load_images, resolve_dataset
 
-    if isinstance(data, str):
-        dataset, name = load_dataset(data), data
-    elif isinstance(data, Dataset):
-        dataset, name = data, data.name
-    else:
-        raise TypeError(f"data must be a dataset spec (str) or a diffcrit Dataset, got {type(data).__name__}")
-    images = np.asarray(dataset.images, dtype=np.float64)
-    if images.ndim == 4:
-        if images.shape[1] != 1:
-            raise ValueError(f"E3 is stated for one channel; data {name!r} has {images.shape[1]} channels")
-        images = images[:, 0]
+    dataset, name = resolve_dataset(data)
+    images, _ = load_images(dataset, what="E3")
     if dataset.labels is None:
         raise ValueError(f"E3 needs labelled data (a class-conditional model and a classifier); "
                          f"data {name!r} has no labels")

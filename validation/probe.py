@@ -40,8 +40,8 @@ from diffcrit._checks import check_int
 from diffcrit.numerics.ensemble import (
     MeasuredCurves,
     ensemble_seeds,
+    field_observers,
     load_images,
-    low_k_mask,
     measure_curves,
     schedule_time,
 )
@@ -190,7 +190,7 @@ def probe(
     """
     from diffcrit.numerics.jacobian_probes import representative_wavevector_indices
     from diffcrit.numerics.local_jacobian import effective_window, local_jacobian, probe_spacing
-    from diffcrit.numerics.observables import bootstrap_member_indices, structure_factor
+    from diffcrit.numerics.observables import bootstrap_member_indices
     from diffcrit.numerics.samplers import geometric_s_grid, get_sampler, sample
     from diffcrit.theory.schedules import get_schedule
     from diffcrit.theory.windows import square_window
@@ -248,11 +248,10 @@ def probe(
     sampler_seed, boot_seed, _, probe_seed = ensemble_seeds(int(rng), 4)
     wave_idx = representative_wavevector_indices(lattice)
     wavevectors = 2.0 * np.pi * wave_idx / np.asarray(lattice)
-    flat_mask = np.flatnonzero(low_k_mask(lattice).ravel())
+    observers, flat_mask = field_observers(lattice)
     grid = geometric_s_grid(s_top, s_bottom, n_levels - 1)
     offsets = square_window(receptive, len(lattice))
     n_kappa = n_jacobian * len(wave_idx)
-    axes = tuple(range(1, len(lattice) + 1))
 
     def observe_jacobian(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
         # one flat vector per level (kappa_hat of each member, kernel mass, locality
@@ -263,16 +262,9 @@ def probe(
         return np.concatenate([local.kappa_hat(wavevectors).ravel(), local.kernel_mass(),
                                [local.locality_residual.max()]])
 
-    def observe_low_k(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        transform = np.fft.fftn(np.asarray(y, dtype=np.float64), axes=axes)
-        return transform.reshape(y.shape[0], -1)[:, flat_mask]
-
-    def observe_structure(s: float, y: np.ndarray, denoised: np.ndarray) -> np.ndarray:
-        return structure_factor(np.asarray(y, dtype=np.float64))
-
     started = time.perf_counter()
     result = sample(denoiser, (n,) + lattice, grid, method=method, rng=sampler_seed,
-                    observers={"jacobian": observe_jacobian, "low_k": observe_low_k, "structure": observe_structure},
+                    observers={"jacobian": observe_jacobian, **observers},
                     progress=bool(progress), mean=start_mean, desc=f"probe {name} R={receptive}" if name else f"probe R={receptive}",
                     dtype=np.float64)
     seconds_sampling = time.perf_counter() - started
