@@ -91,7 +91,7 @@ class E2Result(MeasuredCurves):
             at the level nearest the measured critical point (``config['s_effective_window']``).
         locality_residual: ``(n_s,)`` largest locality residual at each level.
         predictions: window -> level -> :class:`~diffcrit.theory.patch.PatchTheoryResult`.
-        comparisons: window -> level -> E1-style comparison dictionary.
+        comparisons: window -> level -> :class:`~diffcrit.validation.compare.Comparison`.
         samples: a few final samples.
         timings: seconds spent.
         module: the network (a torch module; written to ``network.pt`` by :func:`write_e2`).
