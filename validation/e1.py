@@ -43,7 +43,7 @@ import numpy as np
 
 from diffcrit._checks import check_int
 from diffcrit.numerics.ensemble import load_images as _load_images
-from diffcrit.numerics.ensemble import MeasuredCurves
+from diffcrit.numerics.ensemble import Ensemble
 from diffcrit.numerics.local_jacobian import kappa_hat_from_jacobian_rows
 from diffcrit.validation.compare import compare
 
@@ -82,8 +82,10 @@ def _json_float(value: Any) -> Any:
 
 
 @dataclass(frozen=True, eq=False)
-class E1Result(MeasuredCurves):
-    """Outcome of :func:`run_e1` (all noise levels decreasing, VE-equivalent ``s``).
+class E1Result(Ensemble):
+    """Outcome of :func:`run_e1` (all noise levels decreasing, VE-equivalent ``s``): the
+    :class:`~diffcrit.numerics.ensemble.Ensemble` (its final samples cut to a few) with
+    the theory and its comparisons.
 
     Attributes:
         config: the run's parameters (data, window, schedule, n, size, method, ...).
@@ -114,24 +116,8 @@ class E1Result(MeasuredCurves):
         timings: seconds spent (sampling, theory per level) and denoiser calls.
     """
 
-    config: dict
-    model: dict
-    s: np.ndarray
-    t: tuple
-    wavevector_indices: np.ndarray
-    kappa_mean: np.ndarray
-    stiffness: Any
-    xi_2: Any
-    xi_oz: Any
-    structure_factor: np.ndarray
-    kappa_max: Any
-    measured_kind: str
-    estimates: dict
-    min_gamma: dict
-    predictions: dict
-    comparisons: dict
-    samples: np.ndarray
-    timings: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)
+    comparisons: dict = field(default_factory=dict)
     self_consistent: dict | None = None
 
     def to_dict(self) -> dict:

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 
 from diffcrit._checks import check_int
-from diffcrit.numerics.ensemble import MeasuredCurves
 from diffcrit.validation.compare import compare
 from diffcrit.validation.e1 import (
     _LEVEL_STYLE,
@@ -53,7 +52,7 @@ from diffcrit.validation.e1 import (
     _band,
     _load_images,
 )
-from diffcrit.validation.probe import describe_denoiser, is_ready_denoiser
+from diffcrit.validation.probe import Measurement, describe_denoiser, is_ready_denoiser
 
 __all__ = [
     "E2Result",
@@ -71,11 +70,14 @@ E2_DEFAULT_NETWORK = {"depth": 3, "channels": 32, "kernel_size": 3}
 
 
 @dataclass(frozen=True, eq=False)
-class E2Result(MeasuredCurves):
-    """Outcome of :func:`run_e2` (noise levels decreasing, VE-equivalent ``s``).
+class E2Result(Measurement):
+    """Outcome of :func:`run_e2` (noise levels decreasing, VE-equivalent ``s``): the
+    :class:`~diffcrit.validation.probe.Measurement` (its final samples cut to a few)
+    with the network, its training, the theory and its comparisons.
 
     Attributes:
         config: the run's parameters.
+        denoiser: description of the probed denoiser.
         network: the network's configuration and receptive field.
         training: the training summary (``None`` for a loaded network).
         s, t: observed noise levels and the same in the schedule's clock.
@@ -97,30 +99,10 @@ class E2Result(MeasuredCurves):
         module: the network (a torch module; written to ``network.pt`` by :func:`write_e2`).
     """
 
-    config: dict
-    network: dict
-    training: dict | None
-    s: np.ndarray
-    t: tuple
-    wavevector_indices: np.ndarray
-    kappa_mean: np.ndarray
-    stiffness: Any
-    xi_2: Any
-    xi_oz: Any
-    structure_factor: np.ndarray
-    kappa_max: Any
-    measured_kind: str
-    estimates: dict
-    min_gamma: dict
-    offsets: np.ndarray
-    kernel_mass: np.ndarray
-    effective_windows: np.ndarray
-    effective_window: Any
-    locality_residual: np.ndarray
-    predictions: dict
-    comparisons: dict
-    samples: np.ndarray
-    timings: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
+    training: dict | None = None
+    predictions: dict = field(default_factory=dict)
+    comparisons: dict = field(default_factory=dict)
     module: Any = field(default=None, repr=False)
 
     @property
@@ -360,7 +342,8 @@ def run_e2(
         "train_steps": train_steps if training is not None else None,
     }
     return E2Result(
-        config=config, network=network, training=training, s=s_obs, t=m.t, wavevector_indices=m.wavevector_indices,
+        config=config, denoiser=m.denoiser, network=network, training=training, s=s_obs, t=m.t,
+        wavevector_indices=m.wavevector_indices,
         kappa_mean=m.kappa_mean, stiffness=m.stiffness, xi_2=m.xi_2, xi_oz=m.xi_oz,
         structure_factor=m.structure_factor, kappa_max=m.kappa_max, measured_kind=m.measured_kind,
         estimates=m.estimates, min_gamma=m.min_gamma, offsets=m.offsets, kernel_mass=m.kernel_mass,
