@@ -87,33 +87,14 @@ class E1Result(Ensemble):
     :class:`~diffcrit.numerics.ensemble.Ensemble` (its final samples cut to a few) with
     the theory and its comparisons.
 
-    Attributes:
-        config: the run's parameters (data, window, schedule, n, size, method, ...).
-        model: description of the patch denoiser.
-        s: observed noise levels ``(n_s,)``.
-        t: the same levels in the schedule's clock (``None`` outside its range).
-        wavevector_indices: ``(M, d)`` probed wavevectors (one per ``{k, -k}`` pair).
-        kappa_mean: ``(n_s, M)`` ensemble-mean ``kappa_hat(k, s)``.
-        stiffness: :class:`~diffcrit.numerics.jacobian_probes.StiffnessCurve`
-            (``gamma_min``, ``gamma(k_min)``, ``xi_J``, susceptibility, bootstrap).
-        xi_2: :class:`~diffcrit.numerics.observables.BootstrapCurve` of ``xi_2(s)``.
-        xi_oz: the Ornstein–Zernike length along ``s``.
-        structure_factor: ``(n_s, *lattice)`` connected ``S(k, s)``.
-        kappa_max: :class:`BootstrapCurve` of ``max_k`` of the member-mean ``kappa_hat``.
+    Attributes (beyond the :class:`~diffcrit.numerics.ensemble.Ensemble`'s):
+        predictions: level -> :class:`~diffcrit.theory.patch.PatchTheoryResult`.
+        comparisons: level -> :class:`~diffcrit.validation.compare.Comparison`.
         self_consistent: the annealed softening over the model's *own* samples:
             ``s``, ``kappa_max`` (``max_k`` of the mean ``kappa_hat`` at
             ``x + s eps`` with ``x`` the ensemble's final samples) and its RMS
             difference from the measured ``kappa_max`` (a diagnosis of the marginal
             level, which anneals over the training images instead).
-        measured_kind: ``"critical"`` (``gamma_min`` crosses 0) or ``"pseudo-critical"``.
-        estimates: name -> :class:`~diffcrit.numerics.observables.CriticalNoiseEstimate`
-            (``zero_crossing``, ``susceptibility_peak``, ``xi_J_peak``,
-            ``xi_2_steepest_rise``).
-        min_gamma: measured ``min_s gamma_min(s)`` and its bootstrap interval.
-        predictions: level -> :class:`~diffcrit.theory.patch.PatchTheoryResult`.
-        comparisons: level -> :class:`~diffcrit.validation.compare.Comparison`.
-        samples: a few final samples ``(m, *lattice)``.
-        timings: seconds spent (sampling, theory per level) and denoiser calls.
     """
 
     predictions: dict = field(default_factory=dict)

@@ -75,27 +75,11 @@ class E2Result(Measurement):
     :class:`~diffcrit.validation.probe.Measurement` (its final samples cut to a few)
     with the network, its training, the theory and its comparisons.
 
-    Attributes:
-        config: the run's parameters.
-        denoiser: description of the probed denoiser.
+    Attributes (beyond the :class:`~diffcrit.validation.probe.Measurement`'s):
         network: the network's configuration and receptive field.
         training: the training summary (``None`` for a loaded network).
-        s, t: observed noise levels and the same in the schedule's clock.
-        wavevector_indices: ``(M, d)`` probed wavevectors.
-        kappa_mean: ``(n_s, M)`` mean ``kappa_hat(k, s)`` over the Jacobian members.
-        stiffness, kappa_max, xi_2, xi_oz, estimates, measured_kind, min_gamma: as in
-            :class:`~diffcrit.validation.e1.E1Result`.
-        structure_factor: ``(n_s, *lattice)``.
-        offsets: ``(K, d)`` offsets of the receptive field.
-        kernel_mass: ``(n_s, K)`` Jacobian kernel ``m(r, s)``.
-        effective_windows: ``P_eff(s)`` at each level, ``(n_s,)``.
-        effective_window: the :class:`~diffcrit.numerics.local_jacobian.EffectiveWindow`
-            at the level nearest the measured critical point (``config['s_effective_window']``).
-        locality_residual: ``(n_s,)`` largest locality residual at each level.
         predictions: window -> level -> :class:`~diffcrit.theory.patch.PatchTheoryResult`.
         comparisons: window -> level -> :class:`~diffcrit.validation.compare.Comparison`.
-        samples: a few final samples.
-        timings: seconds spent.
         module: the network (a torch module; written to ``network.pt`` by :func:`write_e2`).
     """
 
